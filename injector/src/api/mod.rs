@@ -1,0 +1,1 @@
+//! The ToxiProxy-compatible HTTP API.

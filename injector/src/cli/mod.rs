@@ -1,0 +1,1 @@
+//! The toxiproxy-cli compatible client.

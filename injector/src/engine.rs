@@ -1,0 +1,1 @@
+//! The single owner of desired state (proxies and their toxics).
