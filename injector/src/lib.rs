@@ -8,6 +8,7 @@
 
 pub mod api;
 pub mod cli;
+pub mod config;
 pub mod engine;
 pub mod error;
 pub mod faults;

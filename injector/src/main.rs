@@ -1,3 +1,3 @@
-fn main() {
-    println!("injector");
+fn main() -> std::process::ExitCode {
+    injector::cli::main()
 }

@@ -93,7 +93,9 @@ pub fn go_float(f: f64) -> Value {
     if f.is_finite() && f.fract() == 0.0 && f.abs() < 1e15 {
         Value::from(f as i64)
     } else {
-        Number::from_f64(f).map(Value::Number).unwrap_or(Value::Null)
+        Number::from_f64(f)
+            .map(Value::Number)
+            .unwrap_or(Value::Null)
     }
 }
 
@@ -204,6 +206,7 @@ mod tests {
             "json: cannot unmarshal string into Go struct field DemoToxic.attributes.latency of type int64"
         );
         assert_eq!(d.jitter, 9);
+        assert_eq!(Demo::GO_NAME, "DemoToxic");
         let err = d.merge(&obj(json!({"latency": 1.5}))).unwrap_err();
         assert!(err.contains("cannot unmarshal number 1.5 into"), "{err}");
     }
