@@ -30,9 +30,9 @@ enum Command {
         args: Vec<String>,
     },
     /// Set up, then run every check and test (fmt, clippy, scripts, tests, stock-kernel VM).
-    Test(test::Options),
+    Test(test::TestOptions),
     /// Boot Debian's stock kernel in qemu and run the kernel_* tests of `injector` there.
-    VmTest(vm::Options),
+    VmTest(vm::VmOptions),
     /// Check the shell scripts and the Vagrantfile (syntax and shellcheck).
     CheckScripts,
 }
@@ -49,5 +49,15 @@ fn main() {
     if let Err(e) = result {
         eprintln!("xtask: error: {e:#}");
         std::process::exit(1);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// clap checks a command's definition only when it is used; check all of it here.
+    #[test]
+    fn the_command_line_is_well_formed() {
+        use clap::CommandFactory as _;
+        super::Cli::command().debug_assert();
     }
 }

@@ -6,12 +6,12 @@ use anyhow::{Result, bail};
 use std::time::{Duration, Instant};
 
 #[derive(clap::Args)]
-pub struct Options {
+pub struct TestOptions {
     /// Skip the stock-kernel VM test (for a quick local loop; CI runs it).
     #[arg(long)]
     pub no_vm: bool,
     #[command(flatten)]
-    pub vm: vm::Options,
+    pub vm: vm::VmOptions,
 }
 
 struct Step {
@@ -20,7 +20,7 @@ struct Step {
     error: Option<String>,
 }
 
-pub fn test(opts: &Options) -> Result<()> {
+pub fn test(opts: &TestOptions) -> Result<()> {
     // Nothing below can work without the toolchain: stop at once if setup fails.
     setup::setup()?;
     let mut steps = Vec::new();

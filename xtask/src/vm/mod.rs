@@ -43,7 +43,7 @@ const MODULES: &[&str] = &[
 ];
 
 #[derive(clap::Args, Clone)]
-pub struct Options {
+pub struct VmOptions {
     /// Run only these test binaries of `injector` (file names such as kernel_netem; repeatable).
     /// Default: every kernel_* binary.
     #[arg(long = "test", value_name = "NAME")]
@@ -63,7 +63,7 @@ pub fn vm_dir() -> PathBuf {
     cmd::target_dir().join("vm")
 }
 
-pub fn vm_test(opts: &Options) -> Result<()> {
+pub fn vm_test(opts: &VmOptions) -> Result<()> {
     let dir = vm_dir();
     std::fs::create_dir_all(&dir)?;
     let kernel = kernel::prepare(&dir)?;
