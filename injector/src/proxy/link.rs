@@ -111,8 +111,10 @@ impl Link {
     }
 
     async fn drive(&mut self) -> io::Result<()> {
+        // changed() below marks the new chains seen: remember it ourselves.
+        let mut chains_changed = false;
         loop {
-            if self.chains.has_changed().unwrap_or(false) {
+            if std::mem::take(&mut chains_changed) || self.chains.has_changed().unwrap_or(false) {
                 let chains = self.chains.borrow_and_update().clone();
                 let specs = chains.get(self.stream);
                 chain::reconcile(
@@ -138,6 +140,7 @@ impl Link {
                         // The proxy is gone; it aborts us right after.
                         std::future::pending::<()>().await;
                     }
+                    chains_changed = true;
                 }
                 ready = src.readable(), if wants.read => {
                     ready?;
