@@ -342,22 +342,45 @@ pub fn echo_through(addr: &str, msg: &[u8]) -> std::io::Result<Vec<u8>> {
     Ok(got)
 }
 
-/// Reads server-sent events from `path` until `n` `data:` lines arrived.
-pub fn read_events(port: u16, path: &str, n: usize, timeout: Duration) -> (TcpStream, Vec<String>) {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
-    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
-        .expect("send");
-    s.set_read_timeout(Some(timeout)).ok();
-    let reader = BufReader::new(s.try_clone().expect("clone"));
-    let mut data = Vec::new();
-    for line in reader.lines() {
-        let Ok(line) = line else { break };
-        if let Some(d) = line.strip_prefix("data:") {
-            data.push(d.trim().to_string());
-            if data.len() == n {
+/// A live GET /events stream. Opening it waits for the response head, so
+/// the daemon has subscribed before the test changes anything.
+pub struct Events {
+    reader: BufReader<TcpStream>,
+}
+
+impl Events {
+    pub fn open(port: u16) -> Events {
+        let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+        s.write_all(b"GET /events HTTP/1.1\r\nHost: x\r\n\r\n")
+            .expect("send");
+        s.set_read_timeout(Some(Duration::from_secs(10))).ok();
+        let mut reader = BufReader::new(s);
+        let mut status = String::new();
+        reader.read_line(&mut status).expect("status line");
+        assert!(status.starts_with("HTTP/1.1 200"), "{status:?}");
+        loop {
+            let mut line = String::new();
+            reader.read_line(&mut line).expect("header line");
+            if line == "\r\n" {
                 break;
+            }
+            let lower = line.to_ascii_lowercase();
+            if lower.starts_with("content-type:") {
+                assert!(lower.contains("text/event-stream"), "{line:?}");
+            }
+        }
+        Events { reader }
+    }
+
+    /// The JSON of the next `data:` line.
+    pub fn next(&mut self) -> Value {
+        loop {
+            let mut line = String::new();
+            let n = self.reader.read_line(&mut line).expect("read an event");
+            assert!(n > 0, "event stream closed");
+            if let Some(d) = line.trim_end().strip_prefix("data:") {
+                return serde_json::from_str(d.trim()).expect("event JSON");
             }
         }
     }
-    (s, data)
 }
