@@ -110,6 +110,27 @@ pub struct Event {
     pub at_ms: u64,
 }
 
+/// Bytes one proxy moved in one direction while it listened on `listener`
+/// with `upstream` (ToxiProxy's proxy metrics labels).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ByteCount {
+    pub proxy: String,
+    pub listener: String,
+    pub upstream: String,
+    pub direction: Stream,
+    pub received: u64,
+    pub sent: u64,
+}
+
+type CounterKey = (String, String, String, &'static str);
+
+fn direction_label(s: Stream) -> &'static str {
+    match s {
+        Stream::Upstream => "upstream",
+        Stream::Downstream => "downstream",
+    }
+}
+
 /// Startup options that shape the engine.
 #[derive(Clone, Debug, Default)]
 pub struct EngineOptions {
@@ -200,6 +221,9 @@ fn ordered(toxics: impl IntoIterator<Item = Toxic>) -> Vec<Toxic> {
 
 pub struct Engine {
     proxies: Mutex<BTreeMap<String, Entry>>,
+    /// Bytes of listen runtimes that were stopped (counters only grow, as
+    /// ToxiProxy's Prometheus counters do).
+    retired: std::sync::Mutex<BTreeMap<CounterKey, (u64, u64)>>,
     dataplane: Result<Arc<DataPlane>, ApiError>,
     events: broadcast::Sender<Event>,
     options: EngineOptions,
@@ -221,6 +245,7 @@ impl Engine {
         let (events, _) = broadcast::channel(1024);
         Arc::new_cyclic(|this| Engine {
             proxies: Mutex::new(BTreeMap::new()),
+            retired: std::sync::Mutex::new(BTreeMap::new()),
             dataplane,
             events,
             options,
@@ -259,6 +284,65 @@ impl Engine {
             .get(name)
             .map(|e| e.view(name))
             .ok_or_else(ApiError::proxy_not_found)
+    }
+
+    /// Stops a runtime, keeping the bytes it moved for /metrics. Links
+    /// still open at this moment are counted as far as they got.
+    async fn retire(&self, proxy: &str, e: (&str, &str), runtime: Runtime) {
+        if let Runtime::Listen(p) = &runtime {
+            let mut retired = self.retired.lock().expect("not poisoned");
+            for (stream, received, sent) in p.byte_counters() {
+                let key = (
+                    proxy.to_string(),
+                    e.0.to_string(),
+                    e.1.to_string(),
+                    direction_label(stream),
+                );
+                let slot = retired.entry(key).or_default();
+                slot.0 += received;
+                slot.1 += sent;
+            }
+        }
+        runtime.stop().await;
+    }
+
+    /// ToxiProxy's byte counters: every (proxy, listener, upstream,
+    /// direction) that moved bytes, live and stopped runtimes together.
+    pub async fn byte_counters(&self) -> Vec<ByteCount> {
+        let mut all = self.retired.lock().expect("not poisoned").clone();
+        let proxies = self.proxies.lock().await;
+        for (name, e) in proxies.iter() {
+            if let Runtime::Listen(p) = &e.runtime {
+                for (stream, received, sent) in p.byte_counters() {
+                    let key = (
+                        name.clone(),
+                        e.listen.clone(),
+                        e.upstream.clone(),
+                        direction_label(stream),
+                    );
+                    let slot = all.entry(key).or_default();
+                    slot.0 += received;
+                    slot.1 += sent;
+                }
+            }
+        }
+        all.into_iter()
+            .filter(|(_, (r, s))| *r > 0 || *s > 0)
+            .map(
+                |((proxy, listener, upstream, dir), (received, sent))| ByteCount {
+                    proxy,
+                    listener,
+                    upstream,
+                    direction: if dir == "upstream" {
+                        Stream::Upstream
+                    } else {
+                        Stream::Downstream
+                    },
+                    received,
+                    sent,
+                },
+            )
+            .collect()
     }
 
     /// Counts for /metrics: (proxies, toxics).
@@ -374,8 +458,8 @@ impl Engine {
         if entry.listen != resolved || entry.upstream != upstream {
             // ToxiProxy stops the proxy (dropping its connections) and
             // stores the raw address; the start below binds it again.
-            std::mem::replace(&mut entry.runtime, Runtime::Stopped)
-                .stop()
+            let old = std::mem::replace(&mut entry.runtime, Runtime::Stopped);
+            self.retire(name, (&entry.listen, &entry.upstream), old)
                 .await;
             entry.enabled = false;
             entry.listen = listen;
@@ -387,8 +471,8 @@ impl Engine {
                 // address stored: so do we.
                 self.start_listen(name, entry).await?;
             } else {
-                std::mem::replace(&mut entry.runtime, Runtime::Stopped)
-                    .stop()
+                let old = std::mem::replace(&mut entry.runtime, Runtime::Stopped);
+                self.retire(name, (&entry.listen, &entry.upstream), old)
                     .await;
                 entry.enabled = false;
             }
@@ -440,7 +524,8 @@ impl Engine {
     pub async fn delete(&self, name: &str) -> Result<(), ApiError> {
         let mut proxies = self.proxies.lock().await;
         let entry = proxies.remove(name).ok_or_else(ApiError::proxy_not_found)?;
-        entry.runtime.stop().await;
+        self.retire(name, (&entry.listen, &entry.upstream), entry.runtime)
+            .await;
         self.emit(EventKind::Removed, name, None);
         Ok(())
     }
@@ -483,7 +568,8 @@ impl Engine {
                         // ToxiProxy stops the old proxy first, and if the new
                         // one cannot start, the old stays, disabled.
                         let old = std::mem::replace(&mut existing.runtime, Runtime::Stopped);
-                        old.stop().await;
+                        self.retire(&spec.name, (&existing.listen, &existing.upstream), old)
+                            .await;
                         existing.enabled = false;
                     }
                 }

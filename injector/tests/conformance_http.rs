@@ -311,3 +311,50 @@ fn metrics_are_prometheus_text_on_any_method() {
         assert!(text.contains("\ninjector_toxics 1\n"), "{text}");
     }
 }
+
+#[test]
+fn metrics_count_the_bytes_of_ended_connections_as_toxiproxy_does() {
+    use conformance_support::{Echo, echo_through};
+    let d = Daemon::start();
+    let echo = Echo::start();
+    let up = echo.addr.to_string();
+    let r = d.post(
+        "/proxies",
+        &serde_json::json!({"name": "m", "listen": "127.0.0.1:0", "upstream": up}).to_string(),
+    );
+    assert_eq!(r.status, 201, "{}", r.text());
+    let listen = r.json()["listen"].as_str().unwrap().to_string();
+    // No link has ended: ToxiProxy prints no series at all.
+    assert!(!d.get("/metrics").text().contains("toxiproxy_proxy"));
+    assert_eq!(echo_through(&listen, b"hello").unwrap(), b"hello");
+    assert_eq!(echo_through(&listen, b"world!").unwrap(), b"world!");
+    let labels = format!(r#"listener="{listen}",proxy="m",upstream="{up}""#);
+    let want = [
+        format!("toxiproxy_proxy_received_bytes_total{{direction=\"downstream\",{labels}}} 11\n"),
+        format!("toxiproxy_proxy_received_bytes_total{{direction=\"upstream\",{labels}}} 11\n"),
+        format!("toxiproxy_proxy_sent_bytes_total{{direction=\"downstream\",{labels}}} 11\n"),
+        format!("toxiproxy_proxy_sent_bytes_total{{direction=\"upstream\",{labels}}} 11\n"),
+    ];
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let mut text = String::new();
+    while std::time::Instant::now() < deadline {
+        text = d.get("/metrics").text();
+        if want.iter().all(|w| text.contains(w.as_str())) {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    for w in &want {
+        assert!(text.contains(w.as_str()), "missing {w:?} in\n{text}");
+    }
+    assert!(text.contains("# HELP toxiproxy_proxy_sent_bytes_total \n# TYPE toxiproxy_proxy_sent_bytes_total counter\n"), "{text}");
+    // Counters only grow: a stopped proxy keeps its series.
+    assert_eq!(d.patch("/proxies/m", r#"{"enabled":false}"#).status, 200);
+    let text = d.get("/metrics").text();
+    for w in &want {
+        assert!(
+            text.contains(w.as_str()),
+            "after disable, missing {w:?} in\n{text}"
+        );
+    }
+}
