@@ -484,3 +484,39 @@ fn serve_applies_a_config_file_with_toxics() {
         stderr(&o)
     );
 }
+
+#[test]
+fn sigterm_stops_the_daemon_and_every_proxy() {
+    let port = free_port();
+    let (child, up) = serve(&["serve", "--port", &port.to_string()], port);
+    let mut k = Kill(child);
+    assert!(up);
+    let echo = Echo::start();
+    let o = Command::new("curl")
+        .args(["-s", "-X", "POST", "-d"])
+        .arg(
+            json!({"name": "p", "listen": "127.0.0.1:0", "upstream": echo.addr.to_string()})
+                .to_string(),
+        )
+        .arg(format!("http://127.0.0.1:{port}/proxies"))
+        .output()
+        .unwrap();
+    let p: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let listen = p["listen"].as_str().unwrap().to_string();
+    assert!(std::net::TcpStream::connect(&listen).is_ok());
+    // SAFETY: plain kill(2) on our own child's pid.
+    assert_eq!(unsafe { libc::kill(k.0.id() as i32, libc::SIGTERM) }, 0);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(s) = k.0.try_wait().unwrap() {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "the daemon ignored SIGTERM");
+        thread::sleep(Duration::from_millis(20));
+    };
+    assert!(status.success(), "{status:?}");
+    assert!(
+        std::net::TcpStream::connect(&listen).is_err(),
+        "the proxy must be gone"
+    );
+}
