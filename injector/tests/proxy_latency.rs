@@ -119,3 +119,35 @@ async fn a_stream_is_not_delayed_chunk_after_chunk() {
     assert!(took < 1000 * MS && took >= 590 * MS, "{took:?}");
     p.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_latency_buffer_holds_more_than_one_pipe() {
+    // 8 MiB arrive within the 200 ms: hundreds of chunks wait in the
+    // toxic, more page slots than one pipe may have without privileges.
+    let server = echo().await;
+    let p = proxy(server.addr, &[down("latency", json!({"latency": 200}))]).await;
+    let mut c = client(&p).await;
+    let data = pattern(8 << 20);
+    let start = std::time::Instant::now();
+    let (mut r, mut w) = c.split();
+    let ((), got) = within(20, async {
+        tokio::join!(
+            async {
+                tokio::io::AsyncWriteExt::write_all(&mut w, &data)
+                    .await
+                    .unwrap()
+            },
+            async {
+                let mut got = vec![0u8; data.len()];
+                tokio::io::AsyncReadExt::read_exact(&mut r, &mut got)
+                    .await
+                    .unwrap();
+                got
+            }
+        )
+    })
+    .await;
+    assert!(got == data, "intact and in order");
+    assert!(start.elapsed() >= 200 * MS);
+    p.stop().await;
+}

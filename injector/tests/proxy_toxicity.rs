@@ -9,7 +9,7 @@ use injector::model::Stream;
 use proxy_support::*;
 use serde_json::json;
 
-/// How many of `n` connections see a 60 ms downstream latency toxic of
+/// How many of `n` connections see a 200 ms downstream latency toxic of
 /// `toxicity`; each connection is probed twice and must be consistent.
 async fn slowed(toxicity: f32, n: usize) -> usize {
     let server = echo().await;
@@ -18,14 +18,14 @@ async fn slowed(toxicity: f32, n: usize) -> usize {
         "latency",
         Stream::Downstream,
         toxicity,
-        json!({"latency": 60}),
+        json!({"latency": 200}),
     );
     let p = proxy(server.addr, &[t]).await;
     let probes = (0..n).map(|_| async {
         let mut c = client(&p).await;
         let a = rtt(&mut c).await;
         let b = rtt(&mut c).await;
-        let slow = |d: Duration| d >= Duration::from_millis(55);
+        let slow = |d: Duration| d >= Duration::from_millis(190);
         assert_eq!(
             slow(a),
             slow(b),

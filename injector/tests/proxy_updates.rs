@@ -16,17 +16,17 @@ async fn a_toxic_added_to_an_open_connection_applies_to_it() {
     let server = echo().await;
     let p = proxy(server.addr, &[]).await;
     let mut c = client(&p).await;
-    assert!(rtt(&mut c).await < 30 * MS);
+    assert!(median_rtt(&mut c, 3).await < 30 * MS);
     p.set_toxics(&[down("latency", json!({"latency": 100}))]);
     tokio::time::sleep(10 * MS).await;
-    assert_close("after adding", rtt(&mut c).await, 100 * MS, MS);
+    assert_close("after adding", median_rtt(&mut c, 5).await, 100 * MS, MS);
     // And stacking with a second one appended later.
     p.set_toxics(&[
         down("latency", json!({"latency": 100})),
         up("latency", json!({"latency": 50})),
     ]);
     tokio::time::sleep(10 * MS).await;
-    assert_close("after appending", rtt(&mut c).await, 150 * MS, MS);
+    assert_close("after appending", median_rtt(&mut c, 5).await, 150 * MS, MS);
     p.stop().await;
 }
 
@@ -35,10 +35,10 @@ async fn an_update_takes_effect_on_open_connections() {
     let server = echo().await;
     let p = proxy(server.addr, &[down("latency", json!({"latency": 100}))]).await;
     let mut c = client(&p).await;
-    assert_close("before", rtt(&mut c).await, 100 * MS, MS);
+    assert_close("before", median_rtt(&mut c, 3).await, 100 * MS, MS);
     p.set_toxics(&[down("latency", json!({"latency": 20}))]);
     tokio::time::sleep(10 * MS).await;
-    assert_close("after the update", rtt(&mut c).await, 20 * MS, MS);
+    assert_close("after the update", median_rtt(&mut c, 5).await, 20 * MS, MS);
     p.stop().await;
 }
 
@@ -57,10 +57,14 @@ async fn removal_flushes_what_the_toxic_held() {
     p.set_toxics(&[]);
     let mut got = [0u8; 15];
     within(2, c.read_exact(&mut got)).await.unwrap();
-    assert!(t.elapsed() < 100 * MS, "flushed at once: {:?}", t.elapsed());
+    assert!(
+        t.elapsed() < 100 * MS + LOAD_SLACK,
+        "flushed at once: {:?}",
+        t.elapsed()
+    );
     assert_eq!(&got, b"aaabbbcccdddeee", "in order, nothing lost");
     // The connection carries on without the toxic.
-    assert!(rtt(&mut c).await < 30 * MS);
+    assert!(median_rtt(&mut c, 3).await < 30 * MS);
     p.stop().await;
 }
 
@@ -102,6 +106,6 @@ async fn noop_changes_nothing() {
     })
     .await;
     assert!(got == data);
-    assert!(rtt(&mut c).await < 30 * MS);
+    assert!(median_rtt(&mut c, 3).await < 30 * MS);
     p.stop().await;
 }

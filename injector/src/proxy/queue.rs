@@ -28,9 +28,11 @@ pub enum Input {
     Empty,
 }
 
+/// Chunks in order; their bytes in a chain of pipes (one is enough
+/// unless the chunks hold more slots than a pipe may have).
 #[derive(Default)]
 pub struct Queue {
-    pipe: Option<Pipe>,
+    pipes: VecDeque<Pipe>,
     chunks: VecDeque<Chunk>,
     /// The input is closed after the queued chunks.
     pub eof: bool,
@@ -57,19 +59,34 @@ impl Queue {
         self.chunks.front().map_or(0, |c| c.len)
     }
 
-    fn pipe(&mut self) -> io::Result<&mut Pipe> {
-        if self.pipe.is_none() {
-            self.pipe = Some(Pipe::new()?);
-        }
-        Ok(self.pipe.as_mut().expect("just created"))
+    /// The pipe holding the head bytes.
+    fn front(&mut self) -> io::Result<&mut Pipe> {
+        self.pipes
+            .front_mut()
+            .ok_or_else(|| io::Error::other("queued chunk without a pipe"))
     }
 
-    /// Reads one chunk from `socket` straight into this queue's pipe, which
-    /// must be empty so that the chunk's size is all the kernel gave
-    /// (up to `max`). Ok(0) is end of file.
+    /// The pipe new bytes go to.
+    fn tail(&mut self) -> io::Result<&mut Pipe> {
+        if self.pipes.is_empty() {
+            self.pipes.push_back(Pipe::new()?);
+        }
+        Ok(self.pipes.back_mut().expect("just ensured"))
+    }
+
+    /// Drops drained pipes, keeping the last one for what comes next.
+    fn tidy(&mut self) {
+        while self.pipes.len() > 1 && self.pipes.front().is_some_and(|p| p.bytes == 0) {
+            self.pipes.pop_front();
+        }
+    }
+
+    /// Reads one chunk from `socket` straight into this queue, which must
+    /// be empty so that the pipe's free room cannot cut the chunk short:
+    /// its size is all the kernel gave (up to `max`). Ok(0) is end of file.
     pub fn read_from(&mut self, socket: RawFd, max: usize) -> io::Result<usize> {
         debug_assert!(self.chunks.is_empty());
-        let n = self.pipe()?.fill_from(socket, max)?;
+        let n = self.tail()?.fill_from(socket, max)?;
         if n > 0 {
             self.chunks.push_back(Chunk {
                 len: n,
@@ -79,14 +96,15 @@ impl Queue {
         Ok(n)
     }
 
-    /// Splices up to `max` bytes of the head chunk to `socket`.
+    /// Splices what it can of the head chunk to `socket`.
     pub fn write_to(&mut self, socket: RawFd) -> io::Result<usize> {
         let len = self.head_len();
-        let n = match &mut self.pipe {
-            Some(p) if len > 0 => p.drain_to(socket, len)?,
-            _ => 0,
-        };
+        if len == 0 {
+            return Ok(0);
+        }
+        let n = self.front()?.drain_to(socket, len)?;
         self.consume(n);
+        self.tidy();
         Ok(n)
     }
 
@@ -97,8 +115,7 @@ impl Queue {
         if n == 0 {
             return Ok(());
         }
-        let src = self.pipe.as_mut().expect("a queued chunk has a pipe");
-        src.move_to(dst.pipe()?, n)?;
+        self.transfer(dst, n)?;
         dst.chunks.push_back(Chunk { len: n, ts });
         self.consume(n);
         Ok(())
@@ -106,28 +123,49 @@ impl Queue {
 
     /// Drops the first `n` bytes of the head chunk.
     pub fn discard(&mut self, n: usize) -> io::Result<()> {
-        let n = n.min(self.head_len());
-        if n == 0 {
-            return Ok(());
+        let mut left = n.min(self.head_len());
+        self.consume(left);
+        while left > 0 {
+            let pipe = self.front()?;
+            let k = left.min(pipe.bytes);
+            pipe.discard(k)?;
+            left -= k;
+            self.tidy();
         }
-        self.pipe
-            .as_mut()
-            .expect("a queued chunk has a pipe")
-            .discard(n)?;
-        self.consume(n);
         Ok(())
     }
 
     /// Appends every chunk (and the end of input) of `self` to `dst`,
     /// keeping sizes and times: a removed toxic hands its buffer on.
     pub fn append_to(&mut self, dst: &mut Queue) -> io::Result<()> {
-        let total: usize = self.chunks.iter().map(|c| c.len).sum();
-        if total > 0 {
-            let src = self.pipe.as_mut().expect("a queued chunk has a pipe");
-            src.move_to(dst.pipe()?, total)?;
-        }
+        let total = self.chunks.iter().map(|c| c.len).sum();
+        self.transfer(dst, total)?;
         dst.chunks.extend(self.chunks.drain(..));
         dst.eof |= self.eof;
+        Ok(())
+    }
+
+    /// Moves `len` head bytes into `dst`'s pipes, growing or chaining them.
+    fn transfer(&mut self, dst: &mut Queue, len: usize) -> io::Result<()> {
+        let mut left = len;
+        while left > 0 {
+            let src = self.front()?;
+            let want = left.min(src.bytes);
+            if want == 0 {
+                return Err(io::Error::other("queue shorter than its chunks"));
+            }
+            let tail = dst.tail()?;
+            match src.move_to(tail, want) {
+                Ok(n) => left -= n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    if !tail.grow() {
+                        dst.pipes.push_back(Pipe::new()?);
+                    }
+                }
+                Err(e) => return Err(e),
+            }
+            self.tidy();
+        }
         Ok(())
     }
 

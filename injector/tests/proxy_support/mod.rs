@@ -125,6 +125,21 @@ pub async fn rtt(s: &mut TcpStream) -> Duration {
     t.elapsed()
 }
 
+/// The median of `n` round trips: one late wake-up on a loaded machine
+/// does not decide a timing check.
+pub async fn median_rtt(s: &mut TcpStream, n: usize) -> Duration {
+    let mut all = vec![];
+    for _ in 0..n {
+        all.push(within(10, rtt(s)).await);
+    }
+    all.sort();
+    all[n / 2]
+}
+
+/// Scheduling delay a one-shot timing check tolerates on a loaded 2-core
+/// machine (on top of ± 5 % + 1 ms); nothing may come early.
+pub const LOAD_SLACK: Duration = Duration::from_millis(50);
+
 /// Reads until EOF (or error); returns the bytes and how it ended.
 pub async fn read_to_end(s: &mut TcpStream) -> (Vec<u8>, std::io::Result<()>) {
     let mut buf = vec![];
