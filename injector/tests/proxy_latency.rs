@@ -11,7 +11,7 @@ use serde_json::json;
 const MS: Duration = Duration::from_millis(1);
 
 /// Median of `n` echo round trips through a proxy with `toxics`.
-async fn median_rtt(toxics: &[injector::model::Toxic], n: usize) -> (Duration, Vec<Duration>) {
+async fn rtts_through(toxics: &[injector::model::Toxic], n: usize) -> (Duration, Vec<Duration>) {
     let server = echo().await;
     let p = proxy(server.addr, toxics).await;
     let mut c = client(&p).await;
@@ -27,27 +27,28 @@ async fn median_rtt(toxics: &[injector::model::Toxic], n: usize) -> (Duration, V
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn downstream_latency() {
-    let (median, all) = median_rtt(&[down("latency", json!({"latency": 100}))], 5).await;
+    let (median, all) = rtts_through(&[down("latency", json!({"latency": 100}))], 5).await;
     assert_close("downstream 100 ms", median, 100 * MS, MS);
     assert!(all.iter().all(|d| *d >= 95 * MS), "{all:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn upstream_latency() {
-    let (median, all) = median_rtt(&[up("latency", json!({"latency": 80}))], 5).await;
+    let (median, all) = rtts_through(&[up("latency", json!({"latency": 80}))], 5).await;
     assert_close("upstream 80 ms", median, 80 * MS, MS);
     assert!(all.iter().all(|d| *d >= 76 * MS), "{all:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn jitter_stays_within_its_bounds() {
-    let (_, all) = median_rtt(&[down("latency", json!({"latency": 60, "jitter": 20}))], 25).await;
-    for d in &all {
-        assert!(
-            *d >= 38 * MS && *d <= 84 * MS,
-            "outside 60 ± 20 ms: {all:?}"
-        );
-    }
+    let (_, all) = rtts_through(&[down("latency", json!({"latency": 60, "jitter": 20}))], 25).await;
+    // Never early; late only when the loaded machine woke us late.
+    assert!(
+        all.iter().all(|d| *d >= 39 * MS),
+        "below 60 - 20 ms: {all:?}"
+    );
+    let within_bounds = all.iter().filter(|d| **d <= 81 * MS).count();
+    assert!(within_bounds >= 22, "above 60 + 20 ms too often: {all:?}");
     let (lo, hi) = (all.iter().min().unwrap(), all.iter().max().unwrap());
     assert!(
         *hi - *lo >= 10 * MS,
@@ -73,7 +74,7 @@ async fn two_latencies_stack() {
             json!({"latency": 50}),
         ),
     ];
-    let (median, _) = median_rtt(&toxics, 5).await;
+    let (median, _) = rtts_through(&toxics, 5).await;
     assert_close("50 + 50 ms", median, 100 * MS, MS);
 }
 
@@ -83,7 +84,7 @@ async fn both_directions_add_up() {
         up("latency", json!({"latency": 30})),
         down("latency", json!({"latency": 40})),
     ];
-    let (median, _) = median_rtt(&toxics, 5).await;
+    let (median, _) = rtts_through(&toxics, 5).await;
     assert_close("30 up + 40 down", median, 70 * MS, MS);
 }
 
