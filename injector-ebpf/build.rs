@@ -4,5 +4,8 @@ use which::which;
 /// the BTF it emits, and cargo would not notice otherwise.
 fn main() {
     let linker = which("bpf-linker").expect("bpf-linker not found: run `cargo xtask setup`");
-    println!("cargo:rerun-if-changed={}", linker.to_str().expect("utf-8 path"));
+    println!(
+        "cargo:rerun-if-changed={}",
+        linker.to_str().expect("utf-8 path")
+    );
 }

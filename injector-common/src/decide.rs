@@ -2,8 +2,8 @@
 //! scope and address: ports and protocol, expiry, per-connection toxicity,
 //! per-packet probability with correlation.
 
-use crate::packet::{Packet, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP};
-use crate::rule::{FlowKey, Rule, DIR_EGRESS, PROTO_ICMP, PROTO_TCP, PROTO_UDP};
+use crate::packet::{IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP, Packet, TCP_FIN};
+use crate::rule::{DIR_EGRESS, FLAG_FIN_ONLY, FlowKey, PROTO_ICMP, PROTO_TCP, PROTO_UDP, Rule};
 
 /// Addresses and ports of a packet from the target's point of view.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -56,18 +56,15 @@ pub fn selects(r: &Rule, p: &Packet, v: &View, now_ns: u64) -> bool {
     if r.protos & bit == 0 {
         return false;
     }
+    if r.flags & FLAG_FIN_ONLY != 0 && !(p.is_tcp() && p.tcp_flags & TCP_FIN != 0) {
+        return false;
+    }
     let has_ports = p.is_tcp() || p.is_udp();
     let port_filter = r.rport_lo | r.rport_hi | r.lport_lo | r.lport_hi != 0;
     if port_filter && !has_ports {
         return false;
     }
     port_in(v.remote_port, r.rport_lo, r.rport_hi) && port_in(v.local_port, r.lport_lo, r.lport_hi)
-}
-
-/// FNV-1a step over a byte.
-#[inline(always)]
-fn fnv(h: u32, b: u8) -> u32 {
-    (h ^ b as u32).wrapping_mul(0x0100_0193)
 }
 
 /// Final avalanche (murmur3 fmix32) so thresholds compare uniform values.
@@ -84,7 +81,10 @@ pub fn fmix(mut h: u32) -> u32 {
 /// The per-flow key: endpoints ordered so both directions agree.
 #[inline(always)]
 pub fn flow_key(rule: u32, p: &Packet) -> FlowKey {
-    let a_first = (p.src, p.sport) <= (p.dst, p.dport);
+    // Compared as integers: a byte-slice comparison would compile to a
+    // memcmp loop, which the BPF verifier walks byte by byte.
+    let (s, d) = (u128::from_be_bytes(p.src), u128::from_be_bytes(p.dst));
+    let a_first = s < d || (s == d && p.sport <= p.dport);
     let (a, pa, b, pb) = if a_first {
         (p.src, p.sport, p.dst, p.dport)
     } else {
@@ -101,24 +101,32 @@ pub fn flow_key(rule: u32, p: &Packet) -> FlowKey {
 }
 
 /// A hash of the connection that is the same in both directions and for
-/// every packet of it: toxicity picks connections, not packets.
+/// every packet of it: toxicity picks connections, not packets. Works on
+/// 64-bit words: a byte loop costs the BPF verifier and stack dearly.
 #[inline(always)]
 pub fn flow_hash(k: &FlowKey, seed: u32) -> u32 {
-    let mut h: u32 = 0x811c_9dc5 ^ seed;
-    let mut i = 0;
-    while i < 16 {
-        h = fnv(h, k.a[i]);
-        h = fnv(h, k.b[i]);
-        i += 1;
+    let a = u128::from_be_bytes(k.a);
+    let b = u128::from_be_bytes(k.b);
+    let words = [
+        (a >> 64) as u64,
+        a as u64,
+        (b >> 64) as u64,
+        b as u64,
+        ((k.pa as u64) << 32) | ((k.pb as u64) << 16) | (k.proto as u64 & 0xffff),
+    ];
+    let mut h: u64 = 0x9e37_79b9_7f4a_7c15 ^ seed as u64;
+    for w in words {
+        h = (h ^ w).wrapping_mul(0x0000_0100_0000_01b3);
+        h ^= h >> 29;
     }
-    for b in k.pa.to_be_bytes() {
-        h = fnv(h, b);
-    }
-    for b in k.pb.to_be_bytes() {
-        h = fnv(h, b);
-    }
-    h = fnv(h, k.proto as u8);
-    fmix(h)
+    fmix((h ^ (h >> 32)) as u32)
+}
+
+/// The per-rule draw for a flow: the flow's hash, computed once per packet,
+/// mixed with the rule's seed so rules pick independent sets of flows.
+#[inline(always)]
+pub fn flow_draw(flow: u32, seed: u32) -> u32 {
+    fmix(flow ^ seed.wrapping_mul(0x9e37_79b9))
 }
 
 /// `threshold` is a probability scaled to u32; u32::MAX means always.
@@ -171,15 +179,26 @@ mod tests {
         let a = pkt(1, 1000, 2, 80);
         let b = pkt(2, 80, 1, 1000);
         assert_eq!(flow_key(3, &a), flow_key(3, &b));
-        assert_eq!(flow_hash(&flow_key(3, &a), 9), flow_hash(&flow_key(3, &b), 9));
-        assert_ne!(flow_hash(&flow_key(3, &a), 9), flow_hash(&flow_key(3, &a), 10));
+        assert_eq!(
+            flow_hash(&flow_key(3, &a), 9),
+            flow_hash(&flow_key(3, &b), 9)
+        );
+        assert_ne!(
+            flow_hash(&flow_key(3, &a), 9),
+            flow_hash(&flow_key(3, &a), 10)
+        );
     }
 
     #[test]
     fn toxicity_selects_about_the_requested_share_of_connections() {
         let t = scale(0.3);
         let hit = (0..20000u16)
-            .filter(|port| below(flow_hash(&flow_key(1, &pkt(1, *port, 2, 80)), 7), t))
+            .filter(|port| {
+                below(
+                    flow_draw(flow_hash(&flow_key(0, &pkt(1, *port, 2, 80)), 0), 7),
+                    t,
+                )
+            })
             .count();
         // 99.9 % binomial interval around 6000 of 20000
         assert!((5790..=6210).contains(&hit), "{hit}");
@@ -189,9 +208,15 @@ mod tests {
     fn view_follows_the_target_direction() {
         let p = pkt(1, 1000, 2, 80);
         let out = view(&p, DIR_EGRESS);
-        assert_eq!((out.remote, out.local_port, out.remote_port), (v4_mapped(2), 1000, 80));
+        assert_eq!(
+            (out.remote, out.local_port, out.remote_port),
+            (v4_mapped(2), 1000, 80)
+        );
         let inn = view(&p, crate::rule::DIR_INGRESS);
-        assert_eq!((inn.remote, inn.local_port, inn.remote_port), (v4_mapped(1), 80, 1000));
+        assert_eq!(
+            (inn.remote, inn.local_port, inn.remote_port),
+            (v4_mapped(1), 80, 1000)
+        );
     }
 
     #[test]
@@ -213,6 +238,18 @@ mod tests {
         r.expires_ns = 100;
         assert!(selects(&r, &p, &v, 99));
         assert!(!selects(&r, &p, &v, 100));
+    }
+
+    #[test]
+    fn fin_only_rules_skip_other_segments() {
+        let mut r = Rule::zeroed();
+        r.flags = FLAG_FIN_ONLY;
+        let mut p = pkt(1, 1000, 2, 80);
+        p.tcp_flags = crate::packet::TCP_ACK;
+        let v = view(&p, DIR_EGRESS);
+        assert!(!selects(&r, &p, &v, 0));
+        p.tcp_flags |= TCP_FIN;
+        assert!(selects(&r, &p, &v, 0));
     }
 
     #[test]

@@ -72,7 +72,11 @@ impl NameHashes {
             return None;
         }
         let i = (k as usize) % MAX_BOUNDARIES;
-        Some(self.total.wrapping_sub(self.sums[i]).wrapping_mul(self.invs[i]))
+        Some(
+            self.total
+                .wrapping_sub(self.sums[i])
+                .wrapping_mul(self.invs[i]),
+        )
     }
 }
 
@@ -82,42 +86,75 @@ impl Default for NameHashes {
     }
 }
 
+/// One step of the name walk per byte, so the kernel can run it from a
+/// bpf_loop callback (verified once) instead of an unrolled 255-step loop.
+#[derive(Clone, Copy, Debug)]
+pub struct Walker {
+    sum: u64,
+    pow: u64,
+    inv: u64,
+    next_len: u32,
+    labels: u32,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Step {
+    More,
+    End,
+    Bad,
+}
+
+impl Walker {
+    pub const fn new(off: usize) -> Walker {
+        Walker {
+            sum: 0,
+            pow: 1,
+            inv: 1,
+            next_len: off as u32,
+            labels: 0,
+        }
+    }
+
+    /// Feeds byte `c` found at packet offset `pos`.
+    #[inline(always)]
+    pub fn step(&mut self, pos: usize, mut c: u8, out: &mut NameHashes) -> Step {
+        if pos as u32 == self.next_len {
+            if c > 63 {
+                return Step::Bad;
+            }
+            if c == 0 {
+                // The root label ends the name; it is part of every suffix.
+                out.total = self.sum;
+                out.labels = self.labels;
+                out.end = (pos + 1) as u32;
+                return Step::End;
+            }
+            let slot = (self.labels as usize) % MAX_BOUNDARIES;
+            out.sums[slot] = self.sum;
+            out.invs[slot] = self.inv;
+            self.labels += 1;
+            self.next_len = pos as u32 + 1 + c as u32;
+        } else {
+            c = lower(c);
+        }
+        self.sum = self.sum.wrapping_add((c as u64).wrapping_mul(self.pow));
+        self.pow = self.pow.wrapping_mul(BASE);
+        self.inv = self.inv.wrapping_mul(BASE_INV);
+        Step::More
+    }
+}
+
 /// Walks the wire-form name at `off`; fills `out`. Compression pointers are
 /// not followed (queries never use them in the question).
 #[inline(always)]
 pub fn hash_name<B: Bytes + ?Sized>(b: &B, off: usize, out: &mut NameHashes) -> Option<()> {
-    let mut sum: u64 = 0;
-    let mut pow: u64 = 1;
-    let mut inv: u64 = 1;
-    let mut next_len = off;
-    let mut labels: u32 = 0;
-    let mut i = 0;
-    while i < MAX_NAME {
-        let pos = off + i;
-        let mut c = b.byte(pos)?;
-        if pos == next_len {
-            if c > 63 {
-                return None;
-            }
-            if c == 0 {
-                // The root label ends the name; it is part of every suffix.
-                out.total = sum;
-                out.labels = labels;
-                out.end = (pos + 1) as u32;
-                return Some(());
-            }
-            let slot = (labels as usize) % MAX_BOUNDARIES;
-            out.sums[slot] = sum;
-            out.invs[slot] = inv;
-            labels += 1;
-            next_len = pos + 1 + c as usize;
-        } else {
-            c = lower(c);
+    let mut w = Walker::new(off);
+    for i in 0..MAX_NAME {
+        match w.step(off + i, b.byte(off + i)?, out) {
+            Step::More => {}
+            Step::End => return Some(()),
+            Step::Bad => return None,
         }
-        sum = sum.wrapping_add((c as u64).wrapping_mul(pow));
-        pow = pow.wrapping_mul(BASE);
-        inv = inv.wrapping_mul(BASE_INV);
-        i += 1;
     }
     None
 }
@@ -166,15 +203,7 @@ pub struct Query {
 /// Only standard queries with one question are considered.
 #[inline(always)]
 pub fn parse_query<B: Bytes + ?Sized>(b: &B, off: usize, names: &mut NameHashes) -> Option<Query> {
-    let id = b.be16(off)?;
-    let flags = b.be16(off + 2)?;
-    // QR = 0 (query) and OPCODE = 0 (standard query)
-    if flags & 0xf800 != 0 {
-        return None;
-    }
-    if b.be16(off + 4)? != 1 {
-        return None;
-    }
+    let (id, flags) = query_header(b, off)?;
     hash_name(b, off + 12, names)?;
     let end = names.end as usize;
     let qtype = b.be16(end)?;
@@ -185,6 +214,18 @@ pub fn parse_query<B: Bytes + ?Sized>(b: &B, off: usize, names: &mut NameHashes)
         qtype,
         question_end: (end + 4) as u32,
     })
+}
+
+/// ID and flags of a standard query with one question at `off`.
+#[inline(always)]
+pub fn query_header<B: Bytes + ?Sized>(b: &B, off: usize) -> Option<(u16, u16)> {
+    let id = b.be16(off)?;
+    let flags = b.be16(off + 2)?;
+    // QR = 0 (query) and OPCODE = 0 (standard query)
+    if flags & 0xf800 != 0 || b.be16(off + 4)? != 1 {
+        return None;
+    }
+    Some((id, flags))
 }
 
 /// Header flags of the error answer to a query with `flags`: QR and RA set,

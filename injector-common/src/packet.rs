@@ -57,7 +57,9 @@ impl Bytes for [u8] {
 #[inline(always)]
 pub fn v4_mapped(a: u32) -> [u8; 16] {
     let b = a.to_be_bytes();
-    [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, b[0], b[1], b[2], b[3]]
+    [
+        0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, b[0], b[1], b[2], b[3],
+    ]
 }
 
 /// What the programs need to know of one packet.
@@ -359,7 +361,10 @@ mod tests {
     #[test]
     fn ipv4_tcp_with_options_is_not_assumed_20_bytes() {
         let seg = tcp(1234, 80, 7, 9, TCP_SYN, b"");
-        let pkt = eth(ETH_P_IP, &ipv4(IPPROTO_TCP, [10, 0, 0, 1], [10, 0, 0, 2], &seg, 8));
+        let pkt = eth(
+            ETH_P_IP,
+            &ipv4(IPPROTO_TCP, [10, 0, 0, 1], [10, 0, 0, 2], &seg, 8),
+        );
         let p = parsed_eth(&pkt[..]).unwrap();
         assert_eq!(p.l4_off as usize, ETH_HLEN + 28);
         assert_eq!((p.sport, p.dport, p.seq, p.ack), (1234, 80, 7, 9));
@@ -371,7 +376,10 @@ mod tests {
     #[test]
     fn udp_payload_length_comes_from_the_ip_header_not_the_buffer() {
         let dgram = udp(5000, 53, b"hello");
-        let mut pkt = eth(ETH_P_IP, &ipv4(IPPROTO_UDP, [1, 1, 1, 1], [2, 2, 2, 2], &dgram, 0));
+        let mut pkt = eth(
+            ETH_P_IP,
+            &ipv4(IPPROTO_UDP, [1, 1, 1, 1], [2, 2, 2, 2], &dgram, 0),
+        );
         // Ethernet padding after the datagram must not count as payload.
         pkt.extend_from_slice(&[0; 10]);
         let p = parsed_eth(&pkt[..]).unwrap();

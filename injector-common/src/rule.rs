@@ -30,6 +30,9 @@ pub const ACT_CLASSIFY: u8 = 4;
 /// DNS fault: drop, or answer in place with an error rcode.
 pub const ACT_DNS: u8 = 5;
 
+/// Match and count only (noop toxics); never ends the evaluation.
+pub const ACT_COUNT: u8 = 6;
+
 /// How many rules one LPM entry may point at.
 pub const SET_CAP: usize = 15;
 
@@ -44,11 +47,16 @@ pub const DNS_ANY_RESOLVER: u8 = 1 << 1;
 
 /// A DNS rule's "rcode" that means "drop the query".
 pub const DNS_RCODE_DROP: u8 = 0xff;
+/// A DNS rule's "rcode" that means "delay the query" (steer it into the
+/// rule's netem class).
+pub const DNS_RCODE_DELAY: u8 = 0xfe;
 
 /// Bit in `Rule::flags`: the rule only counts, it never acts (dry run).
 pub const FLAG_DRY_RUN: u8 = 1 << 0;
 /// Bit in `Rule::flags`: decide once per connection (ToxiProxy toxicity).
 pub const FLAG_PER_FLOW: u8 = 1 << 1;
+/// Bit in `Rule::flags`: only TCP segments carrying FIN (slow_close).
+pub const FLAG_FIN_ONLY: u8 = 1 << 2;
 
 /// Data part of the LPM key; the prefix length covers `scope` and `dir`
 /// fully (96 bits) plus the remote address prefix. IPv4 addresses are

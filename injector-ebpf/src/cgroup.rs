@@ -7,14 +7,14 @@ use aya_ebpf::{
 };
 use injector_common::{
     decide::view,
-    packet::{parse_ip, v4_mapped, Bytes, Packet, IPPROTO_TCP, TCP_SYN},
+    packet::{Bytes, IPPROTO_TCP, Packet, TCP_SYN, parse_ip, v4_mapped},
     rule::{ACT_DNS, ACT_DROP, ACT_REFUSE, DIR_EGRESS, DIR_INGRESS, DNS_RCODE_DROP, SCOPE_CGROUP},
 };
 
 use crate::{
-    actions::{drop, refuse},
+    actions::{dns, drop, refuse},
     maps::{CGROUPS, GLOBAL, PACKET},
-    rules::{evaluate, FlowDice, Lookup, Outcome},
+    rules::{FlowDice, Lookup, Outcome, evaluate},
     skb::Skb,
 };
 
@@ -36,7 +36,11 @@ fn scope(ancestor: impl Fn(i32) -> u64) -> Option<u64> {
             found = id;
         }
     }
-    if found == 0 { None } else { Some(found | SCOPE_CGROUP) }
+    if found == 0 {
+        None
+    } else {
+        Some(found | SCOPE_CGROUP)
+    }
 }
 
 #[inline(always)]
@@ -65,15 +69,17 @@ pub fn skb(ctx: SkBuffContext, egress: bool) -> i32 {
     if guarded(v.local_port, v.remote_port) {
         return PASS;
     }
+    dns::prepare(&ctx.skb, p);
     let mut o = Outcome::PASS;
-    let l = Lookup {
+    let mut l = Lookup {
         scope,
         dir,
         len: ctx.len(),
         dice: FlowDice::Hash,
         now: unsafe { bpf_ktime_get_ns() },
+        flow: 0,
     };
-    evaluate(&b, &l, p, &mut o);
+    evaluate(&mut l, p, &mut o);
     let drops = o.action == ACT_DROP || (o.action == ACT_DNS && o.dns_rcode == DNS_RCODE_DROP);
     match (drops, egress) {
         (true, true) => drop::CGROUP_EGRESS,
@@ -134,15 +140,17 @@ pub fn connect(ctx: SockAddrContext, v6: bool) -> i32 {
     p.dst = dst;
     p.dport = dport;
     p.tcp_flags = TCP_SYN;
+    dns::forget();
     let mut o = Outcome::PASS;
-    let l = Lookup {
+    let mut l = Lookup {
         scope,
         dir: DIR_EGRESS,
         len: 0,
         dice: FlowDice::Fresh,
         now: unsafe { bpf_ktime_get_ns() },
+        flow: 0,
     };
-    evaluate(&NoBytes, &l, p, &mut o);
+    evaluate(&mut l, p, &mut o);
     if o.action == ACT_REFUSE {
         return refuse::at_connect();
     }

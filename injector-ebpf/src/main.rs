@@ -25,12 +25,12 @@ pub fn tc_egress(ctx: TcContext) -> i32 {
     tc::run(ctx, false)
 }
 
-#[cgroup_skb]
+#[cgroup_skb(ingress)]
 pub fn cg_ingress(ctx: SkBuffContext) -> i32 {
     cgroup::skb(ctx, false)
 }
 
-#[cgroup_skb]
+#[cgroup_skb(egress)]
 pub fn cg_egress(ctx: SkBuffContext) -> i32 {
     cgroup::skb(ctx, true)
 }

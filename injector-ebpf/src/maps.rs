@@ -5,9 +5,9 @@ use aya_ebpf::{
     macros::map,
     maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray},
 };
-use injector_common::{
-    dns::NameHashes,
-    rule::{Counters, DnsNameKey, FlowKey, FlowState, GlobalCfg, IfaceCfg, LpmData, Rule, RuleSet, MAX_RULES},
+use injector_common::rule::{
+    Counters, DnsNameKey, FlowKey, FlowState, GlobalCfg, IfaceCfg, LpmData, MAX_RULES, Rule,
+    RuleSet,
 };
 
 /// (scope, direction, remote prefix) -> the rules to evaluate, in order.
@@ -45,10 +45,11 @@ pub static DNS_NAMES: HashMap<DnsNameKey, u8> = HashMap::with_max_entries(1 << 1
 #[map]
 pub static GLOBAL: Array<GlobalCfg> = Array::with_max_entries(1, 0);
 
-/// Scratch space too large for the 512-byte stack.
+/// The DNS query of the packet being handled (too large for the stack).
 #[map]
-pub static NAME_SCRATCH: PerCpuArray<NameHashes> = PerCpuArray::with_max_entries(1, 0);
+pub static DNS_QUERY: PerCpuArray<crate::actions::dns::Query> = PerCpuArray::with_max_entries(1, 0);
 
 /// The packet being handled, parsed once per program run.
 #[map]
-pub static PACKET: PerCpuArray<injector_common::packet::Packet> = PerCpuArray::with_max_entries(1, 0);
+pub static PACKET: PerCpuArray<injector_common::packet::Packet> =
+    PerCpuArray::with_max_entries(1, 0);

@@ -3,16 +3,18 @@
 //! terminal action decides; a classify rule is remembered and applied when
 //! no terminal rule fires.
 
+use core::ffi::c_void;
+
 use aya_ebpf::{
-    helpers::bpf_get_prandom_u32,
+    helpers::{bpf_get_prandom_u32, bpf_loop},
     maps::lpm_trie::Key,
 };
 use injector_common::{
-    decide::{below, correlated, flow_hash, flow_key, selects, view},
-    packet::{Bytes, Packet, TCP_RST, TCP_SYN},
+    decide::{below, correlated, flow_draw, flow_hash, flow_key, selects, view},
+    packet::{Packet, TCP_RST, TCP_SYN},
     rule::{
-        ACT_CLASSIFY, ACT_DNS, ACT_REFUSE, ACT_RESET, FLAG_DRY_RUN, FLAG_PER_FLOW, LPM_FIXED_BITS,
-        LpmData, SET_CAP,
+        ACT_CLASSIFY, ACT_COUNT, ACT_DNS, ACT_REFUSE, ACT_RESET, FLAG_DRY_RUN, FLAG_PER_FLOW,
+        LPM_FIXED_BITS, LpmData, RuleSet, SET_CAP,
     },
 };
 
@@ -64,32 +66,61 @@ pub struct Lookup {
     pub len: u32,
     pub dice: FlowDice,
     pub now: u64,
+    /// Hash of the packet's connection (filled by `evaluate`).
+    pub flow: u32,
+}
+
+/// State of the rule walk, handed to the bpf_loop callback.
+#[repr(C)]
+struct Walk {
+    l: *const Lookup,
+    p: *const Packet,
+    set: *const RuleSet,
+    out: *mut Outcome,
 }
 
 /// Out of line: the rule walk needs its own stack frame; the 512-byte BPF
 /// stack cannot hold it inlined together with the answering actions.
 #[inline(never)]
-pub fn evaluate<B: Bytes + ?Sized>(b: &B, l: &Lookup, p: &Packet, out: &mut Outcome) {
+pub fn evaluate(l: &mut Lookup, p: &Packet, out: &mut Outcome) {
     *out = Outcome::PASS;
     let v = view(p, l.dir);
     let key = Key::new(LPM_FIXED_BITS + 128, LpmData::new(l.scope, l.dir, v.remote));
     let Some(set) = RULE_LPM.get(&key) else {
         return;
     };
-    for i in 0..SET_CAP {
-        if i as u32 >= set.len {
-            break;
-        }
-        if fires(b, l, p, set.ids[i], out) {
-            break;
-        }
+    l.flow = flow_hash(&flow_key(0, p), 0);
+    let mut w = Walk { l, p, set, out };
+    let n = if set.len as usize > SET_CAP {
+        SET_CAP as u32
+    } else {
+        set.len
+    };
+    // bpf_loop: the rule body is verified once, not once per unrolled step.
+    unsafe {
+        bpf_loop(
+            n,
+            walk_rule as *mut c_void,
+            &mut w as *mut Walk as *mut c_void,
+            0,
+        )
+    };
+}
+
+extern "C" fn walk_rule(i: u64, ctx: *mut c_void) -> i64 {
+    let w = unsafe { &mut *(ctx as *mut Walk) };
+    let (l, p, set, out) = unsafe { (&*w.l, &*w.p, &*w.set, &mut *w.out) };
+    let i = i as usize;
+    if i >= SET_CAP {
+        return 1;
     }
+    if fires(l, p, set.ids[i], out) { 1 } else { 0 }
 }
 
 /// One rule: does it select the packet, is the dice with it, and what does
 /// it do. Returns true when a terminal action was chosen.
-#[inline(never)]
-fn fires<B: Bytes + ?Sized>(b: &B, l: &Lookup, p: &Packet, id: u32, out: &mut Outcome) -> bool {
+#[inline(always)]
+fn fires(l: &Lookup, p: &Packet, id: u32, out: &mut Outcome) -> bool {
     let Some(r) = RULES.get(id) else {
         return false;
     };
@@ -99,7 +130,7 @@ fn fires<B: Bytes + ?Sized>(b: &B, l: &Lookup, p: &Packet, id: u32, out: &mut Ou
     }
     if r.flags & FLAG_PER_FLOW != 0 && r.toxicity != u32::MAX {
         let draw = match l.dice {
-            FlowDice::Hash => flow_hash(&flow_key(0, p), r.seed),
+            FlowDice::Hash => flow_draw(l.flow, r.seed),
             FlowDice::Fresh => unsafe { bpf_get_prandom_u32() },
         };
         if !below(draw, r.toxicity) {
@@ -117,13 +148,7 @@ fn fires<B: Bytes + ?Sized>(b: &B, l: &Lookup, p: &Packet, id: u32, out: &mut Ou
                 return false;
             }
         }
-        ACT_DNS => match dns::matches(b, id, r, p) {
-            Some((off, end)) => {
-                out.dns_off = off;
-                out.dns_end = end;
-            }
-            None => return false,
-        },
+        ACT_DNS if !dns::matches(id, r, out) => return false,
         _ => {}
     }
     if r.probability != u32::MAX {
@@ -142,6 +167,9 @@ fn fires<B: Bytes + ?Sized>(b: &B, l: &Lookup, p: &Packet, id: u32, out: &mut Ou
         return false;
     }
     count::acted(id, l.len);
+    if r.action == ACT_COUNT {
+        return false;
+    }
     if r.action == ACT_CLASSIFY {
         if out.classid == 0 {
             out.classid = r.classid;
@@ -152,5 +180,10 @@ fn fires<B: Bytes + ?Sized>(b: &B, l: &Lookup, p: &Packet, id: u32, out: &mut Ou
     out.action = r.action;
     out.rule = id;
     out.dns_rcode = r.dns_rcode;
+    if r.action == ACT_DNS {
+        // A delayed query is steered like a shaping rule.
+        out.classid = r.classid;
+        out.redirect = r.redirect_ifindex;
+    }
     true
 }

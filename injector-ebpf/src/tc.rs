@@ -2,16 +2,18 @@
 //! interfaces the daemon manages.
 
 use aya_ebpf::{bindings::TC_ACT_UNSPEC, helpers::bpf_ktime_get_ns, programs::TcContext};
-use aya_log_ebpf::debug;
 use injector_common::{
     packet::parse_eth,
-    rule::{ACT_DNS, ACT_DROP, ACT_REFUSE, ACT_RESET, DIR_EGRESS, DIR_INGRESS, DNS_RCODE_DROP},
+    rule::{
+        ACT_DNS, ACT_DROP, ACT_REFUSE, ACT_RESET, DIR_EGRESS, DIR_INGRESS, DNS_RCODE_DELAY,
+        DNS_RCODE_DROP,
+    },
 };
 
 use crate::{
     actions::{classify, dns, drop, refuse, reset},
     maps::{IFACES, PACKET},
-    rules::{evaluate, FlowDice, Lookup, Outcome},
+    rules::{FlowDice, Lookup, Outcome, evaluate},
     skb::Skb,
 };
 
@@ -36,30 +38,26 @@ pub fn run(ctx: TcContext, hook_ingress: bool) -> i32 {
     } else {
         DIR_EGRESS
     };
+    dns::prepare(&ctx.skb, p);
     let mut o = Outcome::PASS;
-    let l = Lookup {
+    let mut l = Lookup {
         scope: ifindex as u64,
         dir,
         len: ctx.len(),
         dice: FlowDice::Hash,
         now: unsafe { bpf_ktime_get_ns() },
+        flow: 0,
     };
-    evaluate(&b, &l, p, &mut o);
+    evaluate(&mut l, p, &mut o);
     match o.action {
         ACT_DROP => drop::TC,
-        ACT_RESET => {
-            debug!(&ctx, "rule {} resets a connection", o.rule);
-            reset::both(&ctx, p, hook_ingress)
-        }
-        ACT_REFUSE => {
-            debug!(&ctx, "rule {} refuses a connection", o.rule);
-            refuse::bounce_syn(&ctx, p, hook_ingress)
-        }
+        ACT_RESET => reset::both(&ctx, p, hook_ingress),
+        ACT_REFUSE => refuse::bounce_syn(&ctx, p, hook_ingress),
         ACT_DNS if o.dns_rcode == DNS_RCODE_DROP => drop::TC,
-        ACT_DNS => {
-            debug!(&ctx, "rule {} answers a DNS query with rcode {}", o.rule, o.dns_rcode);
-            dns::answer(&ctx, p, &o, hook_ingress)
+        ACT_DNS if o.dns_rcode == DNS_RCODE_DELAY => {
+            classify::steer(&ctx, o.classid, o.redirect, hook_ingress)
         }
+        ACT_DNS => dns::answer(&ctx, p, &o, hook_ingress),
         _ if o.classid != 0 => classify::steer(&ctx, o.classid, o.redirect, hook_ingress),
         _ => TC_ACT_UNSPEC,
     }

@@ -32,7 +32,10 @@ impl ApiError {
         Self::new(409, "proxy already exists")
     }
     pub fn invalid_stream() -> Self {
-        Self::new(400, "stream was invalid, can be either upstream or downstream")
+        Self::new(
+            400,
+            "stream was invalid, can be either upstream or downstream",
+        )
     }
     pub fn invalid_toxic_type() -> Self {
         Self::new(400, "invalid toxic type")

@@ -117,9 +117,9 @@ impl Target {
 
     /// Parses `{"container":"web"}` and friends; exactly one key.
     pub fn from_json(v: &Value) -> Result<Target, String> {
-        let obj = v
-            .as_object()
-            .ok_or("target must be an object with one of interface, netns, cgroup, pid, container")?;
+        let obj = v.as_object().ok_or(
+            "target must be an object with one of interface, netns, cgroup, pid, container",
+        )?;
         let mut found = None;
         for (k, v) in obj {
             if v.is_null() {
@@ -145,10 +145,14 @@ impl Target {
                 other => return Err(format!("unknown target kind {other:?}")),
             };
             if found.replace(t).is_some() {
-                return Err("target takes exactly one of interface, netns, cgroup, pid, container".into());
+                return Err(
+                    "target takes exactly one of interface, netns, cgroup, pid, container".into(),
+                );
             }
         }
-        found.ok_or_else(|| "target takes exactly one of interface, netns, cgroup, pid, container".into())
+        found.ok_or_else(|| {
+            "target takes exactly one of interface, netns, cgroup, pid, container".into()
+        })
     }
 
     /// Parses the CLI form `kind:value` (e.g. `container:web`, `pid:42`).
@@ -199,7 +203,10 @@ mod tests {
             Target::from_json(&json!({"container": "web"})).unwrap(),
             Target::Container("web".into())
         );
-        assert_eq!(Target::from_json(&json!({"PID": 7})).unwrap(), Target::Pid(7));
+        assert_eq!(
+            Target::from_json(&json!({"PID": 7})).unwrap(),
+            Target::Pid(7)
+        );
         assert!(Target::from_json(&json!({"pid": -1})).is_err());
         assert!(Target::from_json(&json!({"netns": "a", "cgroup": "b"})).is_err());
         assert!(Target::from_json(&json!({})).is_err());

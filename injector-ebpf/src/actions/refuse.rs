@@ -3,9 +3,10 @@
 //! once. In a cgroup the connect() hook fails the call itself.
 
 use aya_ebpf::{bindings::TC_ACT_SHOT, helpers::bpf_set_retval, programs::TcContext};
+use aya_log_ebpf::debug;
 use injector_common::packet::Packet;
 
-use super::rewrite::{has_eth, rst, send_back, swap_eth, set_addrs, to_bare_tcp, write_tcp};
+use super::rewrite::{has_eth, rst, send_back, set_addrs, swap_eth, to_bare_tcp, write_tcp};
 
 const ECONNREFUSED: i32 = 111;
 
@@ -18,10 +19,19 @@ pub fn bounce_syn(ctx: &TcContext, p: &Packet, hook_ingress: bool) -> i32 {
         to_bare_tcp(ctx, p)?;
         swap_eth(ctx)?;
         set_addrs(ctx, p, &p.dst, &p.src)?;
-        write_tcp(ctx, p, &p.dst, &p.src, rst(p.dport, p.sport, 0, p.seq.wrapping_add(1)))
+        write_tcp(
+            ctx,
+            p,
+            &p.dst,
+            &p.src,
+            rst(p.dport, p.sport, 0, p.seq.wrapping_add(1)),
+        )
     })();
     match built {
-        Ok(()) => send_back(ctx, hook_ingress),
+        Ok(()) => {
+            debug!(ctx, "refused a connection to port {}", p.dport);
+            send_back(ctx, hook_ingress)
+        }
         // A SYN that cannot be answered is still not let through.
         Err(()) => TC_ACT_SHOT as i32,
     }

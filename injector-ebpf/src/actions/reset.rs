@@ -4,17 +4,17 @@
 //! numbers are the ones each end expects next, so both accept the RST and
 //! report ECONNRESET.
 
-use aya_ebpf::{
-    bindings::{TC_ACT_OK, TC_ACT_SHOT},
-    programs::TcContext,
-};
+use aya_ebpf::{bindings::TC_ACT_SHOT, programs::TcContext};
+use aya_log_ebpf::debug;
 use injector_common::{
     decide::flow_key,
     packet::{Packet, TCP_FIN},
     rule::{FlowState, Rule},
 };
 
-use super::rewrite::{back_flags, has_eth, rst, swap_eth, set_addrs, to_bare_tcp, write_tcp};
+use super::rewrite::{
+    has_eth, onward_flags, rst, send_back, set_addrs, swap_eth, to_bare_tcp, write_tcp,
+};
 use crate::maps::FLOWS;
 
 /// Is the reset due for this flow? Immediate resets are always due; delayed
@@ -56,19 +56,28 @@ pub fn both(ctx: &TcContext, p: &Packet, hook_ingress: bool) -> i32 {
     let ifindex = unsafe { (*ctx.skb.skb).ifindex };
     let built = (|| {
         to_bare_tcp(ctx, p)?;
+        // To the receiver, as a clone sent on the packet's way: the dropped
+        // payload was never delivered, so it still expects p.seq. (The
+        // clone passes this hook again; RSTs are never reset.)
+        write_tcp(ctx, p, &p.src, &p.dst, rst(p.sport, p.dport, p.seq, p.ack))?;
+        ctx.clone_redirect(ifindex, onward_flags(hook_ingress))
+            .map_err(|_| ())?;
         // To the sender: it expects our side's next byte, p.ack.
         swap_eth(ctx)?;
         set_addrs(ctx, p, &p.dst, &p.src)?;
-        write_tcp(ctx, p, &p.dst, &p.src, rst(p.dport, p.sport, p.ack, consumed))?;
-        ctx.clone_redirect(ifindex, back_flags(hook_ingress)).map_err(|_| ())?;
-        // To the receiver: the dropped payload was never delivered, so it
-        // still expects p.seq.
-        swap_eth(ctx)?;
-        set_addrs(ctx, p, &p.src, &p.dst)?;
-        write_tcp(ctx, p, &p.src, &p.dst, rst(p.sport, p.dport, p.seq, p.ack))
+        write_tcp(
+            ctx,
+            p,
+            &p.dst,
+            &p.src,
+            rst(p.dport, p.sport, p.ack, consumed),
+        )
     })();
     match built {
-        Ok(()) => TC_ACT_OK,
+        Ok(()) => {
+            debug!(ctx, "reset {}:{} <-> {}", p.sport, p.dport, ifindex);
+            send_back(ctx, hook_ingress)
+        }
         Err(()) => TC_ACT_SHOT as i32,
     }
 }

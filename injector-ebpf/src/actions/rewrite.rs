@@ -3,14 +3,14 @@
 //! Checksums of rebuilt transport headers are computed from scratch: an
 //! incremental update of a header we rewrote wholesale would be wrong.
 
+use core::ffi::c_void;
+
 use aya_ebpf::{
-    bindings::BPF_F_INGRESS,
-    helpers::{bpf_redirect, bpf_skb_change_tail},
+    bindings::{__sk_buff, BPF_F_INGRESS},
+    helpers::{bpf_loop, bpf_redirect, bpf_skb_change_tail, bpf_skb_load_bytes},
     programs::TcContext,
 };
-use injector_common::packet::{Bytes, Packet, ETH_HLEN};
-
-use crate::skb::Skb;
+use injector_common::packet::{ETH_HLEN, Packet};
 
 /// A TCP header without options, as written by answers.
 #[repr(C)]
@@ -101,31 +101,78 @@ pub fn fold(mut s: u64) -> u16 {
 }
 
 /// Largest transport segment whose checksum the answers recompute.
-const MAX_SUM_WORDS: usize = 200;
+const MAX_SUM_WORDS: u32 = 200;
 
-/// Sum of the 16-bit words of `[off, off + len)` in the packet.
-#[inline(always)]
-pub fn sum_range(ctx: &TcContext, off: usize, len: usize) -> Option<u64> {
-    let b = Skb(&ctx.skb);
-    let mut s: u64 = 0;
-    for i in 0..MAX_SUM_WORDS {
-        let at = i * 2;
-        if at >= len {
-            break;
-        }
-        if at + 1 == len {
-            s += (b.byte(off + at)? as u64) << 8;
-        } else {
-            s += b.be16(off + at)? as u64;
-        }
+#[repr(C)]
+struct SumWalk {
+    skb: *mut __sk_buff,
+    off: u32,
+    len: u32,
+    sum: u64,
+    ok: u32,
+}
+
+/// One 16-bit word per call (bpf_loop: verified once, not 200 times).
+extern "C" fn sum_word(i: u64, ctx: *mut c_void) -> i64 {
+    let w = unsafe { &mut *(ctx as *mut SumWalk) };
+    let at = (i as u32 & 0x3ff) * 2;
+    if at >= w.len {
+        return 1;
     }
-    Some(s)
+    let mut word = [0u8; 2];
+    let n = if at + 1 == w.len { 1 } else { 2 };
+    let r = unsafe {
+        bpf_skb_load_bytes(
+            w.skb as *const c_void,
+            w.off + at,
+            word.as_mut_ptr() as *mut c_void,
+            n,
+        )
+    };
+    if r != 0 {
+        w.ok = 0;
+        return 1;
+    }
+    w.sum += u16::from_be_bytes(word) as u64;
+    0
+}
+
+/// Sum of the 16-bit words of `[off, off + len)` in the packet (an odd
+/// last byte is padded with zero, as the checksum algorithm says).
+#[inline(never)]
+pub fn sum_range(ctx: &TcContext, off: usize, len: usize) -> Option<u64> {
+    let mut w = SumWalk {
+        skb: ctx.skb.skb,
+        off: off as u32,
+        len: len as u32,
+        sum: 0,
+        ok: 1,
+    };
+    unsafe {
+        bpf_loop(
+            MAX_SUM_WORDS,
+            sum_word as *mut c_void,
+            &mut w as *mut SumWalk as *mut c_void,
+            0,
+        )
+    };
+    if w.ok == 1 && len as u32 <= MAX_SUM_WORDS * 2 {
+        Some(w.sum)
+    } else {
+        None
+    }
 }
 
 /// Writes an option-less TCP header at the packet's L4 offset, its checksum
 /// computed for an empty payload between `src` and `dst`.
 #[inline(always)]
-pub fn write_tcp(ctx: &TcContext, p: &Packet, src: &[u8; 16], dst: &[u8; 16], mut h: TcpHdr) -> Result<(), ()> {
+pub fn write_tcp(
+    ctx: &TcContext,
+    p: &Packet,
+    src: &[u8; 16],
+    dst: &[u8; 16],
+    mut h: TcpHdr,
+) -> Result<(), ()> {
     h.csum = [0, 0];
     let words: [u16; 10] = [
         u16::from_be_bytes(h.sport),
@@ -175,7 +222,22 @@ pub fn to_bare_tcp(ctx: &TcContext, p: &Packet) -> Result<(), ()> {
 /// or back into the stack it was leaving.
 #[inline(always)]
 pub fn back_flags(hook_ingress: bool) -> u64 {
-    if hook_ingress { 0 } else { BPF_F_INGRESS as u64 }
+    if hook_ingress {
+        0
+    } else {
+        BPF_F_INGRESS as u64
+    }
+}
+
+/// Where a packet continuing its way must be sent when re-injected: back
+/// into the stack it was entering, or out of the device it was leaving.
+#[inline(always)]
+pub fn onward_flags(hook_ingress: bool) -> u64 {
+    if hook_ingress {
+        BPF_F_INGRESS as u64
+    } else {
+        0
+    }
 }
 
 #[inline(always)]

@@ -93,7 +93,9 @@ pub fn go_float(f: f64) -> Value {
     if f.is_finite() && f.fract() == 0.0 && f.abs() < 1e15 {
         Value::from(f as i64)
     } else {
-        Number::from_f64(f).map(Value::Number).unwrap_or(Value::Null)
+        Number::from_f64(f)
+            .map(Value::Number)
+            .unwrap_or(Value::Null)
     }
 }
 

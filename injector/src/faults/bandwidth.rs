@@ -9,7 +9,10 @@ impl Bandwidth {
     /// ToxiProxy panics on a negative rate; we refuse it.
     pub fn validate(&self) -> Result<(), String> {
         if self.rate < 0 {
-            return Err(format!("bandwidth rate must be >= 0 KB/s, got {}", self.rate));
+            return Err(format!(
+                "bandwidth rate must be >= 0 KB/s, got {}",
+                self.rate
+            ));
         }
         Ok(())
     }

@@ -60,7 +60,11 @@ impl Dns {
                     None => (false, d.as_str()),
                 };
                 let h = dns::hash_dotted(name).ok_or_else(|| format!("invalid domain {d:?}"))?;
-                Ok(if below { Pattern::Below(h) } else { Pattern::Exact(h) })
+                Ok(if below {
+                    Pattern::Below(h)
+                } else {
+                    Pattern::Exact(h)
+                })
             })
             .collect()
     }
@@ -83,7 +87,11 @@ impl Dns {
 
     /// 0 (the Go zero value) means every matching query.
     pub fn effective_probability(&self) -> f64 {
-        if self.probability == 0.0 { 1.0 } else { self.probability }
+        if self.probability == 0.0 {
+            1.0
+        } else {
+            self.probability
+        }
     }
 
     pub fn kernel(&self) -> Result<Vec<KernelAction>, String> {

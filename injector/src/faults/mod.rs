@@ -63,8 +63,14 @@ pub struct DnsPlan {
 /// What a toxic asks of the kernel data plane.
 #[derive(Clone, Debug, PartialEq)]
 pub enum KernelAction {
-    Drop { probability: f64, correlation: f64 },
-    Reset { after_ms: u64, after_bytes: u64 },
+    Drop {
+        probability: f64,
+        correlation: f64,
+    },
+    Reset {
+        after_ms: u64,
+        after_bytes: u64,
+    },
     Refuse,
     Shape(Shape),
     Dns(DnsPlan),
@@ -203,7 +209,10 @@ mod tests {
             b.merge(a.to_json().as_object().unwrap()).unwrap();
             assert_eq!(a, b);
         }
-        assert!(Attributes::new("Latency").is_none(), "types are case-sensitive");
+        assert!(
+            Attributes::new("Latency").is_none(),
+            "types are case-sensitive"
+        );
     }
 
     #[test]
@@ -235,9 +244,13 @@ mod tests {
     #[test]
     fn kernel_plans() {
         let mut bw = Attributes::new("bandwidth").unwrap();
-        assert!(matches!(bw.kernel().unwrap()[0], KernelAction::Drop { probability, .. } if probability == 1.0));
+        assert!(
+            matches!(bw.kernel().unwrap()[0], KernelAction::Drop { probability, .. } if probability == 1.0)
+        );
         bw.merge(json!({"rate": 100}).as_object().unwrap()).unwrap();
-        assert!(matches!(&bw.kernel().unwrap()[0], KernelAction::Shape(s) if s.rate_bytes_per_s == 100_000 && !s.needs_netem()));
+        assert!(
+            matches!(&bw.kernel().unwrap()[0], KernelAction::Shape(s) if s.rate_bytes_per_s == 100_000 && !s.needs_netem())
+        );
         assert!(Attributes::new("slicer").unwrap().kernel().is_err());
         let lat = Attributes::new("latency").unwrap();
         assert!(matches!(&lat.kernel().unwrap()[0], KernelAction::Shape(_)));

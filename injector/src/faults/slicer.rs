@@ -10,7 +10,10 @@ impl Slicer {
     /// when the variation exceeds the size; we refuse both.
     pub fn validate(&self) -> Result<(), String> {
         if self.average_size <= 0 {
-            return Err(format!("slicer average_size must be > 0, got {}", self.average_size));
+            return Err(format!(
+                "slicer average_size must be > 0, got {}",
+                self.average_size
+            ));
         }
         if self.size_variation < 0 || self.size_variation >= self.average_size {
             return Err(format!(
@@ -25,8 +28,10 @@ impl Slicer {
     }
 
     pub fn kernel(&self) -> Result<Vec<KernelAction>, String> {
-        Err("slicer rewrites the byte stream, which only a listen proxy can do; \
+        Err(
+            "slicer rewrites the byte stream, which only a listen proxy can do; \
              create the proxy with listen/upstream instead of a target"
-            .into())
+                .into(),
+        )
     }
 }

@@ -1,55 +1,424 @@
 //! Everything injector adds to the kernel: BPF programs and maps (bpf.rs),
-//! qdiscs and classes (tc.rs), and the resolution of targets to interfaces
-//! and cgroups (resolve.rs). `KernelProxy` is the engine's handle on one
-//! kernel-native proxy.
+//! the rule table behind the LPM trie (table.rs), qdiscs and classes
+//! (tc.rs), and the resolution of targets to interfaces and cgroups
+//! (resolve.rs). `DataPlane` owns all of it; `KernelProxy` (native.rs) is
+//! the engine's handle on one kernel-native proxy.
 
-use std::sync::Arc;
+pub mod bpf;
+pub mod cgroup;
+pub mod cleanup;
+pub mod docker;
+pub mod features;
+pub mod lock;
+pub mod native;
+pub mod netlink;
+pub mod netns;
+pub mod resolve;
+pub mod selector;
+pub mod table;
+pub mod tc;
 
-use crate::{
-    ApiError,
-    model::{Target, Toxic},
+use std::{
+    collections::{BTreeMap, HashMap},
+    sync::Arc,
 };
 
+use injector_common::rule::{Counters, DIR_EGRESS, DnsNameKey, IfaceCfg, Rule, SCOPE_CGROUP};
+use tokio::sync::Mutex;
+
+pub use native::KernelProxy;
+
+use self::{
+    bpf::Bpf,
+    netlink::Netlink,
+    resolve::Attach,
+    table::{MapOp, Prefix, Slot, Table},
+    tc::Shaper,
+};
+use crate::{ApiError, faults::Shape};
+
+/// One rule to install: where it looks (direction, remote prefixes), what
+/// it does (the compiled rule), and what else it needs from the kernel.
+#[derive(Clone, Debug)]
+pub struct RuleSpec {
+    pub dir: u32,
+    pub prefixes: Vec<Prefix>,
+    pub rule: Rule,
+    /// A qdisc class to steer into (rate and/or netem).
+    pub shape: Option<Shape>,
+    /// DNS name patterns: (DNS_MATCH_EXACT | DNS_MATCH_SUFFIX, hash).
+    pub dns: Vec<(u32, u64)>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+enum AttachKey {
+    Iface(u32),
+    Cgroup(u64),
+}
+
+/// A rule in the kernel, and what to undo to remove it.
+#[derive(Debug)]
+pub struct Installed {
+    pub id: u32,
+    attach: AttachKey,
+    /// (device, class id) of its qdisc class.
+    class: Option<(u32, u32)>,
+    dns: Vec<DnsNameKey>,
+}
+
+struct Inner {
+    bpf: Bpf,
+    table: Table,
+    shaper: Shaper,
+    /// interface -> its IFB (shaping what arrives on it).
+    ifbs: HashMap<u32, u32>,
+}
+
 /// The loaded data plane: one per daemon.
-pub struct DataPlane {}
+pub struct DataPlane {
+    inner: Mutex<Inner>,
+    nl: Netlink,
+    /// Named address sets (availability zones) toxics can cut.
+    zones: std::sync::RwLock<BTreeMap<String, Vec<Prefix>>>,
+    /// Held while this data plane lives (see lock.rs).
+    _lock: Option<std::fs::File>,
+}
+
+/// CLOCK_MONOTONIC in ns: the clock of bpf_ktime_get_ns().
+pub fn mono_now_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
 
 impl DataPlane {
-    /// Loads and prepares the BPF object. Fails with a message naming the
-    /// missing privilege or kernel feature.
+    /// Removes what an earlier daemon left behind, loads the BPF object and
+    /// prepares the maps. Fails with a message naming the missing privilege
+    /// or kernel feature.
     pub async fn load() -> Result<Arc<DataPlane>, ApiError> {
-        Err(ApiError::unsupported("kernel data plane: not built yet"))
+        let nl = Netlink::current().map_err(|e| ApiError::internal(format!("netlink: {e}")))?;
+        let lock = lock::try_acquire().unwrap_or_else(|e| {
+            tracing::warn!("cannot take {}/dataplane.lock: {e}", lock::RUN_DIR);
+            None
+        });
+        if lock.is_some() {
+            let report = cleanup::leftovers(&nl).await;
+            if !report.is_empty() {
+                tracing::warn!("removed leftovers of an earlier run: {}", report.join(", "));
+            }
+        } else {
+            tracing::warn!(
+                "another injector data plane runs on this host; leftovers are left alone"
+            );
+        }
+        let bpf = Bpf::load().map_err(|e| {
+            ApiError::unsupported(format!(
+                "kernel data plane unavailable: {} (injector needs root, BPF, BTF and tc \
+                 support; run `injector doctor`)",
+                bpf::shorten(&e.to_string())
+            ))
+        })?;
+        Ok(Arc::new(DataPlane {
+            inner: Mutex::new(Inner {
+                bpf,
+                table: Table::default(),
+                shaper: Shaper::default(),
+                ifbs: HashMap::new(),
+            }),
+            nl,
+            zones: Default::default(),
+            _lock: lock,
+        }))
+    }
+
+    /// Replaces the zone definitions (name -> CIDRs).
+    pub fn set_zones(&self, zones: &BTreeMap<String, Vec<String>>) -> Result<(), ApiError> {
+        let mut parsed = BTreeMap::new();
+        for (name, cidrs) in zones {
+            parsed.insert(name.clone(), native::parse_prefixes(cidrs)?);
+        }
+        *self.zones.write().expect("zones lock") = parsed;
+        Ok(())
+    }
+
+    pub fn zone_prefixes(&self, names: &[String]) -> Result<Vec<Prefix>, ApiError> {
+        let zones = self.zones.read().expect("zones lock");
+        let mut out = Vec::new();
+        for n in names {
+            let z = zones
+                .get(n)
+                .ok_or_else(|| ApiError::bad_request(format!("unknown zone {n:?}")))?;
+            out.extend(z.iter().copied());
+        }
+        Ok(out)
+    }
+
+    pub async fn set_guard_port(&self, port: u16) -> Result<(), ApiError> {
+        self.inner
+            .lock()
+            .await
+            .bpf
+            .set_guard_port(port)
+            .map_err(|e| ApiError::internal(e.to_string()))
+    }
+
+    /// Installs `specs` for the target, all or nothing.
+    pub async fn install(
+        &self,
+        attach: &Attach,
+        specs: &[RuleSpec],
+    ) -> Result<Vec<Installed>, ApiError> {
+        let mut inner = self.inner.lock().await;
+        let mut done = Vec::new();
+        for spec in specs {
+            match self.install_one(&mut inner, attach, spec).await {
+                Ok(i) => done.push(i),
+                Err(e) => {
+                    for i in done.into_iter().rev() {
+                        self.uninstall_one(&mut inner, i).await;
+                    }
+                    return Err(e);
+                }
+            }
+        }
+        Ok(done)
+    }
+
+    pub async fn uninstall(&self, items: Vec<Installed>) {
+        let mut inner = self.inner.lock().await;
+        for i in items.into_iter().rev() {
+            self.uninstall_one(&mut inner, i).await;
+        }
+    }
+
+    async fn install_one(
+        &self,
+        inner: &mut Inner,
+        attach: &Attach,
+        spec: &RuleSpec,
+    ) -> Result<Installed, ApiError> {
+        let (key, scope) = match attach {
+            Attach::Iface { index, name, flip } => {
+                let cfg = IfaceCfg {
+                    flip: *flip as u32,
+                    ifb_ifindex: inner.ifbs.get(index).copied().unwrap_or(0),
+                };
+                inner
+                    .bpf
+                    .attach_iface(*index, name, cfg)
+                    .map_err(ApiError::internal)?;
+                (AttachKey::Iface(*index), *index as u64)
+            }
+            Attach::Cgroup { id, path } => {
+                if spec.shape.is_some() {
+                    return Err(ApiError::bad_request(
+                        "latency, bandwidth and other shaping toxics need an interface, netns, pid \
+                         or container target; a cgroup target can drop, refuse and reset",
+                    ));
+                }
+                let dir = std::fs::File::open(path)
+                    .map_err(|e| ApiError::internal(format!("cgroup {}: {e}", path.display())))?;
+                inner
+                    .bpf
+                    .attach_cgroup(*id, &dir)
+                    .map_err(ApiError::internal)?;
+                (AttachKey::Cgroup(*id), *id | SCOPE_CGROUP)
+            }
+        };
+        let mut rule = spec.rule;
+        let mut class = None;
+        if let (Some(shape), Attach::Iface { index, flip, .. }) = (&spec.shape, attach) {
+            // On the host end of a namespace's veth, what the namespace
+            // sends arrives on tc ingress, which has no queue: shape it on
+            // the interface's IFB instead.
+            let on_ingress = (spec.dir == DIR_EGRESS) == *flip;
+            let device = if on_ingress {
+                match self.ifb_for(inner, *index).await {
+                    Ok(d) => d,
+                    Err(e) => {
+                        self.release(inner, key);
+                        return Err(e);
+                    }
+                }
+            } else {
+                *index
+            };
+            match inner.shaper.add(&self.nl, device, shape).await {
+                Ok(classid) => {
+                    rule.classid = classid;
+                    rule.redirect_ifindex = if on_ingress { device } else { 0 };
+                    class = Some((device, classid));
+                }
+                Err(e) => {
+                    self.drop_ifb_if_unused(inner, *index).await;
+                    self.release(inner, key);
+                    return Err(e);
+                }
+            }
+        }
+        let slot = Slot {
+            scope,
+            dir: spec.dir,
+        };
+        let (id, ops) = match inner.table.add(slot, &spec.prefixes, rule) {
+            Ok(x) => x,
+            Err(e) => {
+                if let Some((dev, classid)) = class {
+                    inner.shaper.remove(&self.nl, dev, classid).await;
+                    if let AttachKey::Iface(i) = key {
+                        self.drop_ifb_if_unused(inner, i).await;
+                    }
+                }
+                self.release(inner, key);
+                return Err(ApiError::new(409, e));
+            }
+        };
+        let mut dns = Vec::new();
+        for (kind, hash) in &spec.dns {
+            let k = DnsNameKey {
+                rule: id,
+                kind: *kind,
+                hash: *hash,
+            };
+            let _ = inner.bpf.dns_names.insert(k, 1, 0);
+            dns.push(k);
+        }
+        let zero = aya::maps::PerCpuValues::try_from(vec![
+            Counters::default();
+            aya::util::nr_cpus().map_err(
+                |(_, e)| ApiError::internal(e.to_string())
+            )?
+        ])
+        .map_err(|e| ApiError::internal(e.to_string()))?;
+        let _ = inner.bpf.counters.set(id, zero, 0);
+        apply(&mut inner.bpf, ops).map_err(ApiError::internal)?;
+        Ok(Installed {
+            id,
+            attach: key,
+            class,
+            dns,
+        })
+    }
+
+    async fn uninstall_one(&self, inner: &mut Inner, i: Installed) {
+        let ops = inner.table.remove(i.id);
+        if let Err(e) = apply(&mut inner.bpf, ops) {
+            tracing::warn!("removing rule {}: {e}", i.id);
+        }
+        for k in &i.dns {
+            let _ = inner.bpf.dns_names.remove(k);
+        }
+        if let Some((dev, classid)) = i.class {
+            inner.shaper.remove(&self.nl, dev, classid).await;
+            if let AttachKey::Iface(index) = i.attach {
+                self.drop_ifb_if_unused(inner, index).await;
+            }
+        }
+        self.release(inner, i.attach);
+    }
+
+    fn release(&self, inner: &mut Inner, key: AttachKey) {
+        match key {
+            AttachKey::Iface(i) => inner.bpf.release_iface(i),
+            AttachKey::Cgroup(c) => inner.bpf.release_cgroup(c),
+        }
+    }
+
+    async fn ifb_for(&self, inner: &mut Inner, index: u32) -> Result<u32, ApiError> {
+        if let Some(i) = inner.ifbs.get(&index) {
+            return Ok(*i);
+        }
+        let name = format!("{}{index}", cleanup::IFB_PREFIX);
+        let ifb = self.nl.add_ifb(&name).await.map_err(|e| {
+            if e.errno() == Some(95) || e.errno() == Some(2) {
+                ApiError::unsupported(format!(
+                    "shaping what a target sends needs an ifb device, and this kernel has no ifb \
+                     support (CONFIG_IFB): {e}"
+                ))
+            } else {
+                ApiError::internal(e.to_string())
+            }
+        })?;
+        inner.ifbs.insert(index, ifb);
+        if let Some(mut cfg) = inner.bpf.iface_cfg(index) {
+            cfg.ifb_ifindex = ifb;
+            let _ = inner.bpf.set_iface_cfg(index, cfg);
+        }
+        Ok(ifb)
+    }
+
+    async fn drop_ifb_if_unused(&self, inner: &mut Inner, index: u32) {
+        let Some(ifb) = inner.ifbs.get(&index).copied() else {
+            return;
+        };
+        if inner.shaper.has_classes(ifb) {
+            return;
+        }
+        inner.ifbs.remove(&index);
+        if let Some(mut cfg) = inner.bpf.iface_cfg(index) {
+            cfg.ifb_ifindex = 0;
+            let _ = inner.bpf.set_iface_cfg(index, cfg);
+        }
+        if let Err(e) = self.nl.del_link(ifb).await {
+            tracing::warn!("removing ifb {ifb}: {e}");
+        }
+    }
+
+    /// Packet and byte counters of rules, summed over CPUs.
+    pub async fn counters(&self, ids: &[u32]) -> Counters {
+        let inner = self.inner.lock().await;
+        let mut total = Counters::default();
+        for id in ids {
+            if let Ok(per_cpu) = inner.bpf.counters.get(id, 0) {
+                for c in per_cpu.iter() {
+                    total.matched_pkts += c.matched_pkts;
+                    total.matched_bytes += c.matched_bytes;
+                    total.acted_pkts += c.acted_pkts;
+                    total.acted_bytes += c.acted_bytes;
+                }
+            }
+        }
+        total
+    }
+
+    /// Number of rules installed.
+    pub async fn rule_count(&self) -> usize {
+        self.inner.lock().await.table.len()
+    }
+
+    /// Removes qdiscs, classes and IFBs; BPF links go with the process.
+    pub async fn shutdown(&self) {
+        let mut inner = self.inner.lock().await;
+        inner.shaper.clear(&self.nl).await;
+        let ifbs: Vec<u32> = inner.ifbs.drain().map(|(_, v)| v).collect();
+        for ifb in ifbs {
+            let _ = self.nl.del_link(ifb).await;
+        }
+        inner.bpf.detach_all();
     }
 }
 
-/// One kernel-native proxy: a resolved target, the upstream selector, and
-/// the rules its toxics compiled to.
-pub struct KernelProxy {}
-
-impl KernelProxy {
-    /// Resolves the target and the upstream selector (names are resolved
-    /// now); installs nothing until toxics arrive.
-    pub async fn start(
-        _dp: &Arc<DataPlane>,
-        _name: &str,
-        _upstream: &str,
-        _target: &Target,
-    ) -> Result<KernelProxy, ApiError> {
-        Err(ApiError::unsupported("kernel data plane: not built yet"))
+fn apply(bpf: &mut Bpf, ops: Vec<MapOp>) -> Result<(), String> {
+    for op in ops {
+        match op {
+            MapOp::SetRule(id, rule) => bpf
+                .rules
+                .set(id, rule, 0)
+                .map_err(|e| format!("RULES[{id}]: {e}"))?,
+            MapOp::SetEntry(slot, p, set) => {
+                let (len, data) = table::lpm_key(slot, p);
+                bpf.lpm
+                    .insert(&Bpf::lpm_key(len, data), set, 0)
+                    .map_err(|e| format!("RULE_LPM insert: {e}"))?
+            }
+            MapOp::DelEntry(slot, p) => {
+                let (len, data) = table::lpm_key(slot, p);
+                let _ = bpf.lpm.remove(&Bpf::lpm_key(len, data));
+            }
+        }
     }
-
-    /// Makes the kernel hold exactly these toxics (upstream chain first,
-    /// then downstream, as listed). All or nothing: on error the previous
-    /// set stays installed.
-    pub async fn set_toxics(&mut self, _toxics: &[Toxic]) -> Result<(), ApiError> {
-        Err(ApiError::unsupported("kernel data plane: not built yet"))
-    }
-
-    /// Disabled = new connections refused, open ones reset (what ToxiProxy
-    /// users see when a proxy is disabled).
-    pub async fn set_enabled(&mut self, _enabled: bool) -> Result<(), ApiError> {
-        Err(ApiError::unsupported("kernel data plane: not built yet"))
-    }
-
-    /// Removes everything this proxy installed.
-    pub async fn stop(self) {}
+    Ok(())
 }

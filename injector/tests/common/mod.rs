@@ -1,0 +1,458 @@
+//! Fixtures for root tests: network namespaces joined to the host by veth
+//! pairs, cgroups, and small traffic generators. Every fixture removes what
+//! it created when dropped, so a failing test leaves the machine clean.
+//! Traffic only ever goes to addresses inside namespaces made here.
+#![allow(dead_code)]
+
+use std::{
+    fs::{self, File},
+    io::{self, Read, Write},
+    net::{Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream, UdpSocket},
+    os::fd::AsRawFd,
+    path::PathBuf,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, AtomicU32, Ordering},
+    },
+    thread::JoinHandle,
+    time::{Duration, Instant},
+};
+
+use injector::kernel::{cgroup, netlink::Netlink, netns};
+
+static SEQ: AtomicU32 = AtomicU32::new(0);
+
+fn tag() -> (u32, u32) {
+    (
+        std::process::id() % 100_000,
+        SEQ.fetch_add(1, Ordering::SeqCst),
+    )
+}
+
+/// A named network namespace (visible to `ip netns` as injt-PID-N).
+pub struct Ns {
+    pub name: String,
+    pub path: PathBuf,
+    pub file: File,
+}
+
+impl Ns {
+    pub fn new() -> Ns {
+        let (pid, n) = tag();
+        let name = format!("injt-{pid}-{n}");
+        let path = PathBuf::from(netns::NETNS_RUN_DIR).join(&name);
+        fs::create_dir_all(netns::NETNS_RUN_DIR).expect("create /var/run/netns");
+        File::create(&path).expect("create netns mount point");
+        let target = path.clone();
+        let made = std::thread::spawn(move || -> io::Result<()> {
+            if unsafe { libc::unshare(libc::CLONE_NEWNET) } != 0 {
+                return Err(io::Error::last_os_error());
+            }
+            let src = c"/proc/thread-self/ns/net";
+            let dst = std::ffi::CString::new(target.to_str().unwrap()).unwrap();
+            let r = unsafe {
+                libc::mount(
+                    src.as_ptr(),
+                    dst.as_ptr(),
+                    std::ptr::null(),
+                    libc::MS_BIND,
+                    std::ptr::null(),
+                )
+            };
+            if r != 0 {
+                return Err(io::Error::last_os_error());
+            }
+            Ok(())
+        })
+        .join()
+        .expect("netns thread");
+        if let Err(e) = made {
+            let _ = fs::remove_file(&path);
+            panic!("creating network namespace {name}: {e}");
+        }
+        let file = File::open(&path).expect("open netns");
+        let ns = Ns { name, path, file };
+        // Loopback up, and IPv6 addresses usable at once (no DAD wait).
+        ns.run(|| {
+            let _ = fs::write("/proc/sys/net/ipv6/conf/all/accept_dad", "0");
+            let _ = fs::write("/proc/sys/net/ipv6/conf/default/accept_dad", "0");
+        });
+        ns
+    }
+
+    /// Runs `f` on a thread inside the namespace and waits for it.
+    pub fn run<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> T {
+        netns::run_in(&self.file, f).expect("run in namespace")
+    }
+
+    /// Starts `f` on a thread inside the namespace.
+    pub fn spawn<T: Send + 'static>(
+        &self,
+        f: impl FnOnce() -> T + Send + 'static,
+    ) -> JoinHandle<T> {
+        let fd = self.file.try_clone().expect("dup netns fd");
+        std::thread::spawn(move || {
+            if unsafe { libc::setns(fd.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+                panic!("setns: {}", io::Error::last_os_error());
+            }
+            f()
+        })
+    }
+}
+
+impl Drop for Ns {
+    fn drop(&mut self) {
+        let p = std::ffi::CString::new(self.path.to_str().unwrap()).unwrap();
+        unsafe { libc::umount2(p.as_ptr(), libc::MNT_DETACH) };
+        let _ = fs::remove_file(&self.path);
+    }
+}
+
+/// A namespace joined to the host by a veth pair, with addresses:
+/// host end 10.231.N.1 / fd00:231:N::1, namespace end .2 / ::2.
+pub struct Pair {
+    pub ns: Ns,
+    pub host_if: String,
+    pub host_index: u32,
+    pub host_v4: Ipv4Addr,
+    pub ns_v4: Ipv4Addr,
+    pub host_v6: Ipv6Addr,
+    pub ns_v6: Ipv6Addr,
+    nl: Netlink,
+}
+
+impl Pair {
+    pub async fn new() -> Pair {
+        let ns = Ns::new();
+        let (pid, n) = tag();
+        let n = n % 250 + 1;
+        let host_if = format!("ij{}h{n}", pid % 10_000);
+        let peer_if = format!("ij{}c{n}", pid % 10_000);
+        let nl = Netlink::current().expect("netlink");
+        // A leftover of a crashed earlier run with the same name goes first.
+        if let Ok(Some(old)) = nl.link_by_name(&host_if).await {
+            let _ = nl.del_link(old.index).await;
+        }
+        nl.add_veth(&host_if, &peer_if).await.expect("create veth");
+        let host = nl.link_by_name(&host_if).await.unwrap().expect("host veth");
+        let mut pair = Pair {
+            ns,
+            host_if: host_if.clone(),
+            host_index: host.index,
+            host_v4: Ipv4Addr::new(10, 231, n as u8, 1),
+            ns_v4: Ipv4Addr::new(10, 231, n as u8, 2),
+            host_v6: format!("fd00:231:{n:x}::1").parse().unwrap(),
+            ns_v6: format!("fd00:231:{n:x}::2").parse().unwrap(),
+            nl,
+        };
+        pair.configure(&peer_if).await;
+        pair
+    }
+
+    async fn configure(&mut self, peer_if: &str) {
+        let _ = fs::write(
+            format!("/proc/sys/net/ipv6/conf/{}/accept_dad", self.host_if),
+            "0",
+        );
+        self.nl
+            .move_to_namespace(peer_if, &self.ns.file)
+            .await
+            .expect("move peer");
+        self.nl
+            .add_address(self.host_index, self.host_v4.into(), 24)
+            .await
+            .expect("host v4");
+        self.nl
+            .add_address(self.host_index, self.host_v6.into(), 64)
+            .await
+            .expect("host v6");
+        self.nl.set_up(self.host_index).await.expect("host up");
+        let inner = Netlink::in_namespace(&self.ns.file).expect("netlink in ns");
+        let lo = inner.link_by_name("lo").await.unwrap().expect("lo");
+        inner.set_up(lo.index).await.expect("lo up");
+        let peer = inner.link_by_name(peer_if).await.unwrap().expect("peer");
+        inner
+            .add_address(peer.index, self.ns_v4.into(), 24)
+            .await
+            .expect("ns v4");
+        inner
+            .add_address(peer.index, self.ns_v6.into(), 64)
+            .await
+            .expect("ns v6");
+        inner.set_up(peer.index).await.expect("peer up");
+        // Neighbour discovery is instant on a veth, but give the kernel a
+        // moment to mark both ends running.
+        for _ in 0..50 {
+            let ok = self.ns.run({
+                let host = self.host_v4;
+                move || {
+                    UdpSocket::bind("0.0.0.0:0")
+                        .and_then(|s| s.connect((host, 9)))
+                        .is_ok()
+                }
+            });
+            if ok {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+impl Drop for Pair {
+    fn drop(&mut self) {
+        // Deleting one end deletes both; the namespace goes with `ns`.
+        let idx = self.host_index;
+        let nl = self.nl.clone();
+        let done = std::thread::spawn(move || {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map(|rt| {
+                    rt.block_on(async {
+                        let nl2 = Netlink::current().unwrap_or(nl);
+                        let _ = nl2.del_link(idx).await;
+                    })
+                })
+        });
+        let _ = done.join();
+    }
+}
+
+/// A child cgroup of the v2 hierarchy; processes in it go back to the
+/// parent on drop, then the directory is removed.
+pub struct Cgroup {
+    pub path: PathBuf,
+    pub rel: String,
+}
+
+impl Cgroup {
+    pub fn new() -> Cgroup {
+        let (pid, n) = tag();
+        let mount = cgroup::v2_mount().expect("cgroup v2 mount");
+        let rel = format!("injt-{pid}-{n}");
+        let path = mount.join(&rel);
+        fs::create_dir(&path).expect("create cgroup");
+        Cgroup { path, rel }
+    }
+
+    /// A command that starts inside this cgroup.
+    pub fn command(&self, program: &str) -> std::process::Command {
+        use std::os::unix::process::CommandExt;
+        let procs = self.path.join("cgroup.procs");
+        let mut c = std::process::Command::new(program);
+        unsafe {
+            c.pre_exec(move || fs::write(&procs, "0").map_err(io::Error::other));
+        }
+        c
+    }
+}
+
+impl Drop for Cgroup {
+    fn drop(&mut self) {
+        let parent = self.path.parent().unwrap().join("cgroup.procs");
+        if let Ok(pids) = fs::read_to_string(self.path.join("cgroup.procs")) {
+            for pid in pids.lines() {
+                let _ = fs::write(&parent, pid);
+            }
+        }
+        for _ in 0..50 {
+            if fs::remove_dir(&self.path).is_ok() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+/// A UDP sink counting datagrams until stopped.
+pub struct UdpSink {
+    pub addr: SocketAddr,
+    stop: Arc<AtomicBool>,
+    count: Arc<AtomicU32>,
+    handle: Option<JoinHandle<()>>,
+}
+
+impl UdpSink {
+    pub fn start(bind: SocketAddr, in_ns: Option<&Ns>) -> UdpSink {
+        let stop = Arc::new(AtomicBool::new(false));
+        let count = Arc::new(AtomicU32::new(0));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let body = {
+            let stop = stop.clone();
+            let count = count.clone();
+            move || {
+                let s = UdpSocket::bind(bind).expect("bind udp sink");
+                s.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
+                tx.send(s.local_addr().unwrap()).unwrap();
+                let mut buf = [0u8; 2048];
+                while !stop.load(Ordering::SeqCst) {
+                    if s.recv(&mut buf).is_ok() {
+                        count.fetch_add(1, Ordering::SeqCst);
+                    }
+                }
+            }
+        };
+        let handle = match in_ns {
+            Some(ns) => ns.spawn(body),
+            None => std::thread::spawn(body),
+        };
+        let addr = rx.recv_timeout(Duration::from_secs(5)).expect("sink bound");
+        UdpSink {
+            addr,
+            stop,
+            count,
+            handle: Some(handle),
+        }
+    }
+
+    pub fn count(&self) -> u32 {
+        self.count.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for UdpSink {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(h) = self.handle.take() {
+            let _ = h.join();
+        }
+    }
+}
+
+/// Sends `n` datagrams to `to`, paced so that no socket buffer overflows;
+/// returns after the last one was sent.
+pub fn send_udp(from: SocketAddr, to: SocketAddr, n: u32) {
+    let s = UdpSocket::bind(from).expect("bind udp sender");
+    for i in 0..n {
+        let _ = s.send_to(&i.to_be_bytes(), to);
+        if i % 64 == 63 {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+}
+
+/// A TCP server answering every connection with `reply` bytes per byte
+/// received (an echo when `reply` = None), until stopped.
+pub struct TcpServer {
+    pub addr: SocketAddr,
+    stop: Arc<AtomicBool>,
+    handle: Option<JoinHandle<()>>,
+}
+
+impl TcpServer {
+    pub fn echo(bind: SocketAddr, in_ns: Option<&Ns>) -> TcpServer {
+        let stop = Arc::new(AtomicBool::new(false));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let body = {
+            let stop = stop.clone();
+            move || {
+                let l = TcpListener::bind(bind).expect("bind tcp server");
+                l.set_nonblocking(true).unwrap();
+                tx.send(l.local_addr().unwrap()).unwrap();
+                let mut workers = Vec::new();
+                while !stop.load(Ordering::SeqCst) {
+                    match l.accept() {
+                        Ok((mut c, _)) => {
+                            let stop = stop.clone();
+                            workers.push(std::thread::spawn(move || {
+                                c.set_nonblocking(false).unwrap();
+                                c.set_read_timeout(Some(Duration::from_millis(100)))
+                                    .unwrap();
+                                let mut buf = vec![0u8; 65536];
+                                while !stop.load(Ordering::SeqCst) {
+                                    match c.read(&mut buf) {
+                                        Ok(0) => break,
+                                        Ok(n) => {
+                                            if c.write_all(&buf[..n]).is_err() {
+                                                break;
+                                            }
+                                        }
+                                        Err(e)
+                                            if e.kind() == io::ErrorKind::WouldBlock
+                                                || e.kind() == io::ErrorKind::TimedOut => {}
+                                        Err(_) => break,
+                                    }
+                                }
+                            }));
+                        }
+                        Err(_) => std::thread::sleep(Duration::from_millis(5)),
+                    }
+                }
+                for w in workers {
+                    let _ = w.join();
+                }
+            }
+        };
+        let handle = match in_ns {
+            Some(ns) => ns.spawn(body),
+            None => std::thread::spawn(body),
+        };
+        let addr = rx
+            .recv_timeout(Duration::from_secs(5))
+            .expect("server bound");
+        TcpServer {
+            addr,
+            stop,
+            handle: Some(handle),
+        }
+    }
+}
+
+impl Drop for TcpServer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(h) = self.handle.take() {
+            let _ = h.join();
+        }
+    }
+}
+
+/// Connects with a timeout; the error kind tells refused from timed out.
+pub fn connect(to: SocketAddr, timeout: Duration) -> io::Result<TcpStream> {
+    let s = TcpStream::connect_timeout(&to, timeout)?;
+    s.set_read_timeout(Some(timeout))?;
+    s.set_write_timeout(Some(timeout))?;
+    Ok(s)
+}
+
+/// One request/response round trip of `n` bytes on an echo connection.
+pub fn echo_round(s: &mut TcpStream, n: usize) -> io::Result<Duration> {
+    let t = Instant::now();
+    let data = vec![7u8; n];
+    s.write_all(&data)?;
+    let mut got = 0;
+    let mut buf = vec![0u8; n.max(1)];
+    while got < n {
+        let k = s.read(&mut buf)?;
+        if k == 0 {
+            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "closed"));
+        }
+        got += k;
+    }
+    Ok(t.elapsed())
+}
+
+/// The 99 % two-sided binomial interval for `n` draws at probability `p`
+/// (normal approximation; n is large in every caller).
+pub fn binomial_99(n: u32, p: f64) -> (f64, f64) {
+    let mean = n as f64 * p;
+    let sd = (n as f64 * p * (1.0 - p)).sqrt();
+    (mean - 2.576 * sd, mean + 2.576 * sd)
+}
+
+pub fn require_root() {
+    assert_eq!(
+        unsafe { libc::geteuid() },
+        0,
+        "kernel tests need root (they create namespaces and load BPF programs)"
+    );
+}
+
+/// The 99.9 % interval: with a handful of statistical assertions per run, a
+/// 99 % interval would fail a correct build every few dozen runs.
+pub fn binomial_999(n: u32, p: f64) -> (f64, f64) {
+    let mean = n as f64 * p;
+    let sd = (n as f64 * p * (1.0 - p)).sqrt();
+    (mean - 3.29 * sd, mean + 3.29 * sd)
+}
