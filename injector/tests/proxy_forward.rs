@@ -114,3 +114,41 @@ async fn a_client_half_close_closes_the_whole_connection_as_in_toxiproxy() {
     end.unwrap();
     p.stop().await;
 }
+
+fn open_fds() -> usize {
+    std::fs::read_dir("/proc/self/fd").unwrap().count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn finished_connections_release_their_sockets_and_pipes() {
+    let server = echo().await;
+    let toxics = [
+        down("latency", serde_json::json!({"latency": 5})),
+        up(
+            "slicer",
+            serde_json::json!({"average_size": 100, "size_variation": 10, "delay": 10}),
+        ),
+    ];
+    let p = proxy(server.addr, &toxics).await;
+    // Warm up the runtime's own descriptors first.
+    let mut c = client(&p).await;
+    rtt(&mut c).await;
+    drop(c);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let before = open_fds();
+    let conns = (0..50).map(|_| async {
+        let mut c = client(&p).await;
+        c.write_all(&pattern(10_000)).await.unwrap();
+        let mut back = vec![0u8; 10_000];
+        c.read_exact(&mut back).await.unwrap();
+        assert!(back == pattern(10_000));
+    });
+    within(20, futures::future::join_all(conns)).await;
+    within(5, async {
+        while open_fds() > before + 2 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    p.stop().await;
+}

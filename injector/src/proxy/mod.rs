@@ -10,6 +10,23 @@
 //! (queue.rs, pipe.rs). `set_toxics` publishes new chains; every link
 //! follows them (chain.rs).
 //!
+//! Kept from ToxiProxy on purpose, quirks included: a link that ends closes
+//! its destination fully (no TCP half-close: a client's shutdown(WR) ends
+//! the whole connection); removing a timeout toxic closes the connections
+//! of its direction whether or not their roll ran it; a reset_peer added to
+//! an open connection closes it with a FIN; bandwidth rate 0 stalls.
+//!
+//! Deliberate differences:
+//! - reset_peer's SO_LINGER 0 is set only on connections where the toxic
+//!   won its toxicity roll (ToxiProxy sets it whatever the roll, so
+//!   toxicity 0 still turns every close into a reset: Shopify/toxiproxy#603).
+//! - packet_loss passes the end of stream on (PR #739's toxic returns
+//!   without closing, which leaves the connection hanging).
+//! - Values that crash ToxiProxy (negative rate, slicer size 0, variation
+//!   >= size) are refused by the API; if one reached a proxy anyway it
+//!   would stall (rate) or be clamped (slicer), never panic.
+//! - slicer with size_variation 0 cuts evenly (Go's rand.Intn(0) panics).
+//!
 //! A kernel fast path (sockmap + sk_skb redirect for links without
 //! toxics) would skip even the splices; it needs an eBPF program and is
 //! not done here.
