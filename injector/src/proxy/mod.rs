@@ -22,9 +22,9 @@
 //!   toxicity 0 still turns every close into a reset: Shopify/toxiproxy#603).
 //! - packet_loss passes the end of stream on (PR #739's toxic returns
 //!   without closing, which leaves the connection hanging).
-//! - Values that crash ToxiProxy (negative rate, slicer size 0, variation
-//!   >= size) are refused by the API; if one reached a proxy anyway it
-//!   would stall (rate) or be clamped (slicer), never panic.
+//! - Values that crash ToxiProxy (negative rate, slicer size 0, a variation
+//!   not below the size) are refused by the API; if one reached a proxy
+//!   anyway it would stall (rate) or be clamped (slicer), never panic.
 //! - slicer with size_variation 0 cuts evenly (Go's rand.Intn(0) panics).
 //!
 //! A kernel fast path (sockmap + sk_skb redirect for links without
