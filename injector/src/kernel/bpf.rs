@@ -215,8 +215,9 @@ impl Bpf {
         self.cgroups
             .insert(id, 1, 0)
             .map_err(|e| format!("CGROUPS map: {e}"))?;
-        // AllowMultiple: other tools' programs on the same cgroup keep working.
-        let mode = CgroupAttachMode::AllowMultiple;
+        // On kernels with bpf_link (>= 5.7) cgroup links always coexist with
+        // other programs and the kernel refuses any flag: `Single` sends none.
+        let mode = CgroupAttachMode::Single;
         let mut done = CgroupLinks::default();
         let result = (|| -> Result<(), String> {
             let skb =
@@ -367,6 +368,19 @@ fn spawn_logger(
         }
     });
     None
+}
+
+/// An error with its causes, which aya keeps apart ("bpf_link_create
+/// failed" alone does not say why).
+pub fn chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
 }
 
 /// Verifier logs run to megabytes; an error message keeps the head (what

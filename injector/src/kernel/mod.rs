@@ -13,8 +13,10 @@ pub mod lock;
 pub mod native;
 pub mod netlink;
 pub mod netns;
+pub mod reaper;
 pub mod resolve;
 pub mod selector;
+pub mod sockdiag;
 pub mod table;
 pub mod tc;
 

@@ -21,6 +21,7 @@ use injector_common::{
 
 use super::{
     DataPlane, Installed, RuleSpec, mono_now_ns,
+    reaper::{self, ReapSpec, Reaper},
     resolve::{self, Attach, Resolved},
     selector::{self, Selector},
     table::Prefix,
@@ -38,9 +39,25 @@ pub struct KernelProxy {
     selector: Selector,
     /// The upstream is the target itself.
     inside: bool,
-    toxics: Vec<(Toxic, Vec<Installed>)>,
+    toxics: Vec<(Toxic, Applied)>,
     /// Refuse + reset rules while the proxy is disabled.
-    disabled: Option<Vec<Installed>>,
+    disabled: Option<Applied>,
+}
+
+/// What one toxic put in place.
+#[derive(Default)]
+pub struct Applied {
+    rules: Vec<Installed>,
+    /// Socket reapers (resets on cgroup targets); stop when dropped.
+    _reapers: Vec<Reaper>,
+}
+
+/// A toxic compiled: rules for the BPF programs, and resets that cgroup
+/// targets need done from userland.
+#[derive(Default)]
+struct Plan {
+    rules: Vec<RuleSpec>,
+    reapers: Vec<ReapSpec>,
 }
 
 impl KernelProxy {
@@ -86,7 +103,7 @@ impl KernelProxy {
     /// the previous set stays installed.
     pub async fn set_toxics(&mut self, toxics: &[Toxic]) -> Result<(), ApiError> {
         let mut old = std::mem::take(&mut self.toxics);
-        let mut next: Vec<(Toxic, Vec<Installed>)> = Vec::new();
+        let mut next: Vec<(Toxic, Applied)> = Vec::new();
         let mut fresh: Vec<usize> = Vec::new();
         for t in toxics {
             if let Some(pos) = old.iter().position(|(o, _)| o == t) {
@@ -94,7 +111,7 @@ impl KernelProxy {
                 continue;
             }
             let result = match self.compile(t) {
-                Ok(specs) => self.dp.install(&self.target.attach, &specs).await,
+                Ok(plan) => self.apply(plan).await,
                 Err(e) => Err(e),
             };
             match result {
@@ -107,7 +124,7 @@ impl KernelProxy {
                     let mut kept = Vec::new();
                     for (i, entry) in next.into_iter().enumerate() {
                         if fresh.contains(&i) {
-                            self.dp.uninstall(entry.1).await;
+                            self.dp.uninstall(entry.1.rules).await;
                         } else {
                             kept.push(entry);
                         }
@@ -118,30 +135,40 @@ impl KernelProxy {
                 }
             }
         }
-        for (_, installed) in old {
-            self.dp.uninstall(installed).await;
+        for (_, applied) in old {
+            self.dp.uninstall(applied.rules).await;
         }
         self.toxics = next;
         Ok(())
+    }
+
+    async fn apply(&self, plan: Plan) -> Result<Applied, ApiError> {
+        let rules = self.dp.install(&self.target.attach, &plan.rules).await?;
+        let reapers = plan.reapers.into_iter().map(reaper::spawn).collect();
+        Ok(Applied {
+            rules,
+            _reapers: reapers,
+        })
     }
 
     /// Disabled = new connections refused, open ones reset: what ToxiProxy
     /// users see when a proxy is disabled.
     pub async fn set_enabled(&mut self, enabled: bool) -> Result<(), ApiError> {
         match (enabled, self.disabled.take()) {
-            (true, Some(rules)) => {
-                self.dp.uninstall(rules).await;
+            (true, Some(applied)) => {
+                self.dp.uninstall(applied.rules).await;
                 Ok(())
             }
             (false, None) => {
                 let up = self.dir(Stream::Upstream);
-                let mut refuse = self.base_rule(ACT_REFUSE, PROTO_TCP);
-                refuse.protos = PROTO_TCP;
-                let mut specs = vec![self.spec(up, refuse, true)];
-                for dir in [DIR_EGRESS, DIR_INGRESS] {
-                    specs.push(self.spec(dir, self.base_rule(ACT_RESET, PROTO_TCP), true));
-                }
-                self.disabled = Some(self.dp.install(&self.target.attach, &specs).await?);
+                let refuse = self.base_rule(ACT_REFUSE, PROTO_TCP);
+                let mut plan = Plan {
+                    rules: vec![self.spec(up, refuse, true)],
+                    ..Plan::default()
+                };
+                let reset = self.base_rule(ACT_RESET, PROTO_TCP);
+                self.push_reset(&mut plan, &[DIR_EGRESS, DIR_INGRESS], reset, None);
+                self.disabled = Some(self.apply(plan).await?);
                 Ok(())
             }
             (_, current) => {
@@ -153,11 +180,11 @@ impl KernelProxy {
 
     /// Removes everything this proxy installed.
     pub async fn stop(mut self) {
-        for (_, installed) in std::mem::take(&mut self.toxics) {
-            self.dp.uninstall(installed).await;
+        for (_, applied) in std::mem::take(&mut self.toxics) {
+            self.dp.uninstall(applied.rules).await;
         }
         if let Some(d) = self.disabled.take() {
-            self.dp.uninstall(d).await;
+            self.dp.uninstall(d.rules).await;
         }
         tracing::info!("proxy {}: all kernel rules removed", self.name);
     }
@@ -167,7 +194,7 @@ impl KernelProxy {
         self.toxics
             .iter()
             .filter(|(t, _)| t.name == toxic)
-            .flat_map(|(_, i)| i.iter().map(|r| r.id))
+            .flat_map(|(_, a)| a.rules.iter().map(|r| r.id))
             .collect()
     }
 
@@ -217,7 +244,37 @@ impl KernelProxy {
         }
     }
 
-    fn compile(&self, t: &Toxic) -> Result<Vec<RuleSpec>, ApiError> {
+    /// A reset: a BPF rule on interfaces; a socket reaper on cgroups, whose
+    /// programs cannot send packets.
+    fn push_reset(&self, plan: &mut Plan, dirs: &[u32], r: Rule, expires: Option<Instant>) {
+        match &self.target.attach {
+            // A socket is reset whichever way its bytes flow: one reaper
+            // covers every direction.
+            Attach::Cgroup { path, .. } => {
+                plan.reapers.push(ReapSpec {
+                    cgroup: path.clone(),
+                    prefixes: self.selector.prefixes.clone(),
+                    remote_port: self.selector.port,
+                    after_ms: r.after_ns / 1_000_000,
+                    after_bytes: r.after_bytes,
+                    toxicity: if r.flags & FLAG_PER_FLOW != 0 {
+                        r.toxicity as f64 / 4_294_967_296.0
+                    } else {
+                        1.0
+                    },
+                    seed: r.seed,
+                    expires,
+                });
+            }
+            Attach::Iface { .. } => {
+                for d in dirs {
+                    plan.rules.push(self.spec(*d, r, true));
+                }
+            }
+        }
+    }
+
+    fn compile(&self, t: &Toxic) -> Result<Plan, ApiError> {
         let plan = t.attributes.kernel().map_err(ApiError::bad_request)?;
         let mut common = Rule::zeroed();
         let share = t.toxicity_share();
@@ -237,7 +294,7 @@ impl KernelProxy {
             Some(self.dp.zone_prefixes(zones)?)
         };
         let stream_dir = self.dir(t.stream);
-        let mut specs = Vec::new();
+        let mut out = Plan::default();
         for action in plan {
             let mut r = common;
             let mut shape = None;
@@ -261,6 +318,10 @@ impl KernelProxy {
                     r.protos = PROTO_TCP;
                     r.after_ns = after_ms.saturating_mul(1_000_000);
                     r.after_bytes = after_bytes;
+                    if matches!(self.target.attach, Attach::Cgroup { .. }) {
+                        self.push_reset(&mut out, &[stream_dir], r, t.expires_at);
+                        continue;
+                    }
                 }
                 KernelAction::Refuse => {
                     r.action = ACT_REFUSE;
@@ -311,7 +372,7 @@ impl KernelProxy {
                         for d in &dirs {
                             let mut rr = r;
                             dns_port(&mut rr, self.inside);
-                            specs.push(RuleSpec {
+                            out.rules.push(RuleSpec {
                                 dir: *d,
                                 prefixes: resolvers.clone(),
                                 rule: rr,
@@ -329,7 +390,7 @@ impl KernelProxy {
             if let Some(z) = &zone_prefixes {
                 // A zone is cut both ways, whatever the upstream says.
                 for d in [DIR_EGRESS, DIR_INGRESS] {
-                    specs.push(RuleSpec {
+                    out.rules.push(RuleSpec {
                         dir: d,
                         prefixes: z.clone(),
                         rule: r,
@@ -343,10 +404,10 @@ impl KernelProxy {
                 let mut spec = self.spec(d, r, true);
                 spec.shape = shape.clone();
                 spec.dns = dns.clone();
-                specs.push(spec);
+                out.rules.push(spec);
             }
         }
-        Ok(specs)
+        Ok(out)
     }
 }
 
