@@ -88,24 +88,6 @@ pub fn skb(ctx: SkBuffContext, egress: bool) -> i32 {
     }
 }
 
-/// connect() carries no packet bytes to read.
-struct NoBytes;
-
-impl Bytes for NoBytes {
-    fn byte(&self, _: usize) -> Option<u8> {
-        None
-    }
-    fn be16(&self, _: usize) -> Option<u16> {
-        None
-    }
-    fn be32(&self, _: usize) -> Option<u32> {
-        None
-    }
-    fn b16(&self, _: usize) -> Option<[u8; 16]> {
-        None
-    }
-}
-
 #[inline(always)]
 pub fn connect(ctx: SockAddrContext, v6: bool) -> i32 {
     let sa = unsafe { &*ctx.sock_addr };

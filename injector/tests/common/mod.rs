@@ -456,3 +456,88 @@ pub fn binomial_999(n: u32, p: f64) -> (f64, f64) {
     let sd = (n as f64 * p * (1.0 - p)).sqrt();
     (mean - 3.29 * sd, mean + 3.29 * sd)
 }
+
+/// The test image: Debian's static busybox and nothing else, imported
+/// (no registry is reachable, and none is needed).
+pub const BUSYBOX_IMAGE: &str = "injector-test-busybox:1";
+
+pub fn ensure_busybox_image() {
+    let have = std::process::Command::new("docker")
+        .args(["image", "inspect", BUSYBOX_IMAGE])
+        .output()
+        .expect("the docker CLI is needed for container tests");
+    if have.status.success() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let bin = dir.path().join("bin");
+    fs::create_dir_all(&bin).unwrap();
+    fs::copy("/bin/busybox", bin.join("busybox"))
+        .expect("busybox-static is installed (cargo xtask setup)");
+    for applet in ["sh", "nc", "httpd", "sleep", "cat", "nslookup", "wget"] {
+        std::os::unix::fs::symlink("busybox", bin.join(applet)).unwrap();
+    }
+    let tar = std::process::Command::new("tar")
+        .args(["-C", dir.path().to_str().unwrap(), "-cf", "-", "bin"])
+        .output()
+        .unwrap();
+    assert!(tar.status.success());
+    let mut import = std::process::Command::new("docker")
+        .args(["import", "-", BUSYBOX_IMAGE])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    import.stdin.take().unwrap().write_all(&tar.stdout).unwrap();
+    assert!(
+        import.wait().unwrap().success(),
+        "docker import of the busybox image"
+    );
+}
+
+/// A running container, removed (with `docker rm -f`) on drop.
+pub struct Container {
+    pub name: String,
+    pub ip: Ipv4Addr,
+}
+
+impl Container {
+    /// Runs `cmd` (busybox applets) in a new container on the default bridge.
+    pub fn run(cmd: &[&str]) -> Container {
+        ensure_busybox_image();
+        let (pid, n) = tag();
+        let name = format!("injt-{pid}-{n}");
+        let mut args = vec!["run", "-d", "--name", &name, BUSYBOX_IMAGE];
+        args.extend_from_slice(cmd);
+        let out = std::process::Command::new("docker")
+            .args(&args)
+            .output()
+            .unwrap();
+        let mut c = Container {
+            name: name.clone(),
+            ip: Ipv4Addr::UNSPECIFIED,
+        };
+        assert!(
+            out.status.success(),
+            "docker run: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let ip = std::process::Command::new("docker")
+            .args(["inspect", "-f", "{{.NetworkSettings.IPAddress}}", &name])
+            .output()
+            .unwrap();
+        c.ip = String::from_utf8_lossy(&ip.stdout)
+            .trim()
+            .parse()
+            .expect("container address");
+        c
+    }
+}
+
+impl Drop for Container {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("docker")
+            .args(["rm", "-f", &self.name])
+            .output();
+    }
+}
