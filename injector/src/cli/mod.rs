@@ -2,7 +2,9 @@
 //! mirror toxiproxy-cli (same names, aliases and flags, `-h/--host` and
 //! `TOXIPROXY_URL`) and talk HTTP to a running daemon.
 
+mod cleanup;
 mod client;
+mod doctor;
 mod pending;
 mod proxies;
 mod serve;
@@ -69,10 +71,10 @@ pub enum Command {
     /// Add, update or remove a toxic.
     #[command(visible_alias = "t", subcommand)]
     Toxic(toxics::ToxicCommand),
-    /// Report which kernel features this host has (not yet available).
-    Doctor(pending::Rest),
-    /// Remove whatever a crashed daemon left in the kernel (not yet available).
-    Cleanup(pending::Rest),
+    /// Report which kernel features this host has, and the faults they allow.
+    Doctor,
+    /// Remove whatever a crashed daemon left in the kernel.
+    Cleanup,
     /// Build or tear down a practice lab (not yet available).
     Lab(pending::Rest),
     /// Run an experiment file (not yet available).
@@ -147,8 +149,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Toggle { ref proxy } => proxies::toggle(&client()?, proxy, json).await,
         Command::Delete { ref proxy } => proxies::delete(&client()?, proxy, json).await,
         Command::Toxic(ref cmd) => toxics::run(&client()?, cmd, json).await,
-        Command::Doctor(_) => pending::not_yet("doctor"),
-        Command::Cleanup(_) => pending::not_yet("cleanup"),
+        Command::Doctor => doctor::doctor(json).await,
+        Command::Cleanup => cleanup::cleanup(json).await,
         Command::Lab(_) => pending::not_yet("lab"),
         Command::Run(_) => pending::not_yet("run"),
         Command::Watch(_) => pending::not_yet("watch"),
