@@ -803,6 +803,10 @@ impl Engine {
         for (_, entry) in std::mem::take(&mut *proxies) {
             entry.runtime.stop().await;
         }
+        // qdiscs and IFBs outlive the process unless removed here.
+        if let Ok(dp) = &self.dataplane {
+            dp.shutdown().await;
+        }
     }
 }
 

@@ -119,6 +119,11 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     init_logging();
     let token = token(&args)?;
     let dataplane = DataPlane::load().await;
+    if let Ok(dp) = &dataplane
+        && let Err(e) = dp.set_guard_port(args.port).await
+    {
+        tracing::warn!("cannot protect the API port from cgroup faults: {}", e.message);
+    }
     if let Err(e) = &dataplane {
         tracing::warn!(
             "kernel data plane unavailable ({}); listen proxies work, kernel-native proxies will be refused",
