@@ -179,3 +179,129 @@ fn successors(stages: &[Stage]) -> HashMap<u64, u64> {
         .map(|(i, st)| (st.id, stages.get(i + 1).map_or(0, |n| n.id)))
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+    use std::os::fd::AsRawFd;
+
+    use serde_json::json;
+
+    use super::*;
+    use crate::proxy::toxics::Step;
+
+    fn spec(name: &str, kind: &str, attrs: serde_json::Value) -> ToxicSpec {
+        let mut attributes = Attributes::new(kind).unwrap();
+        attributes.merge(attrs.as_object().unwrap()).unwrap();
+        ToxicSpec {
+            name: name.into(),
+            attributes,
+            toxicity: 1.0,
+        }
+    }
+
+    /// Queues `bytes` as one chunk.
+    fn feed(queue: &mut Queue, bytes: &[u8]) {
+        let (r, mut w) = std::io::pipe().unwrap();
+        w.write_all(bytes).unwrap();
+        assert_eq!(
+            queue.read_from(r.as_raw_fd(), 1 << 16).unwrap(),
+            bytes.len()
+        );
+    }
+
+    #[test]
+    fn a_removed_toxic_hands_its_chunks_on_in_order() {
+        let now = Instant::now();
+        let specs = [
+            spec("a", "latency", json!({"latency": 1000})),
+            spec("b", "latency", json!({"latency": 1000})),
+        ];
+        let mut stages: Vec<Stage> = specs.iter().map(|s| Stage::new(s.clone(), now)).collect();
+        let mut out = Queue::default();
+        feed(&mut stages[1].queue, b"old");
+        feed(&mut stages[0].queue, b"newer");
+        stages[0].queue.eof = true;
+        reconcile(&mut stages, &mut out, &specs[1..], false, now).unwrap();
+        assert_eq!(stages.len(), 1);
+        assert_eq!(stages[0].spec.name, "b");
+        assert_eq!(stages[0].queue.len(), 2, "b got a's chunk after its own");
+        assert_eq!(stages[0].queue.head_len(), 3);
+        assert!(stages[0].queue.eof, "and a's end of stream");
+    }
+
+    #[test]
+    fn removing_a_timeout_closes_the_link_and_stays_in_place() {
+        let now = Instant::now();
+        let specs = [
+            spec("lat", "latency", json!({"latency": 10})),
+            spec("t", "timeout", json!({"timeout": 0})),
+        ];
+        let mut stages: Vec<Stage> = specs.iter().map(|s| Stage::new(s.clone(), now)).collect();
+        let mut out = Queue::default();
+        reconcile(&mut stages, &mut out, &specs[..1], false, now).unwrap();
+        assert_eq!(
+            stages.len(),
+            2,
+            "the closed timeout stays, as ToxiProxy's stub"
+        );
+        assert!(stages[1].zombie && stages[1].closed);
+        assert!(out.eof, "the destination gets its end of stream");
+        // A toxic appended later goes after it and still sees the end.
+        let more = [specs[0].clone(), spec("n", "noop", json!({}))];
+        reconcile(&mut stages, &mut out, &more, false, now).unwrap();
+        assert_eq!(stages.len(), 3);
+        assert_eq!(stages[2].spec.name, "n");
+        assert_eq!(stages[2].step(now), Step::Close);
+    }
+
+    #[test]
+    fn appending_restarts_the_last_toxic_which_flushes_what_it_holds() {
+        let now = Instant::now();
+        let first = [spec("lat", "latency", json!({"latency": 100_000}))];
+        let mut stages: Vec<Stage> = first.iter().map(|s| Stage::new(s.clone(), now)).collect();
+        let mut out = Queue::default();
+        feed(&mut stages[0].queue, b"held");
+        assert!(
+            matches!(stages[0].step(now), Step::Wait(_)),
+            "taken and held"
+        );
+        let both = [first[0].clone(), spec("n", "noop", json!({}))];
+        reconcile(&mut stages, &mut out, &both, false, now).unwrap();
+        assert!(
+            matches!(stages[0].step(now), Step::Forward { n: 4, .. }),
+            "interrupted: the held chunk goes on at once"
+        );
+    }
+
+    #[test]
+    fn an_update_keeps_the_stage_and_its_data() {
+        let now = Instant::now();
+        let old = [spec("lim", "limit_data", json!({"bytes": 5}))];
+        let mut stages: Vec<Stage> = old.iter().map(|s| Stage::new(s.clone(), now)).collect();
+        let id = stages[0].id;
+        let mut out = Queue::default();
+        feed(&mut stages[0].queue, b"abc");
+        let new = [spec("lim", "limit_data", json!({"bytes": 50}))];
+        reconcile(&mut stages, &mut out, &new, false, now).unwrap();
+        assert_eq!(stages[0].id, id);
+        assert_eq!(stages[0].spec, new[0]);
+        assert_eq!(stages[0].queue.head_len(), 3);
+    }
+
+    #[test]
+    fn reordered_chains_start_afresh_without_losing_data() {
+        let now = Instant::now();
+        let specs = [spec("a", "noop", json!({})), spec("b", "noop", json!({}))];
+        let mut stages: Vec<Stage> = specs.iter().map(|s| Stage::new(s.clone(), now)).collect();
+        let mut out = Queue::default();
+        feed(&mut stages[0].queue, b"x");
+        feed(&mut stages[1].queue, b"yy");
+        let swapped = [specs[1].clone(), specs[0].clone()];
+        reconcile(&mut stages, &mut out, &swapped, false, now).unwrap();
+        assert_eq!(out.len(), 2, "everything flushed to the output");
+        assert_eq!(out.head_len(), 2, "older data first");
+        assert_eq!(stages.len(), 2);
+        assert!(stages.iter().all(|s| s.queue.is_empty()));
+    }
+}
