@@ -122,7 +122,10 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     if let Ok(dp) = &dataplane
         && let Err(e) = dp.set_guard_port(args.port).await
     {
-        tracing::warn!("cannot protect the API port from cgroup faults: {}", e.message);
+        tracing::warn!(
+            "cannot protect the API port from cgroup faults: {}",
+            e.message
+        );
     }
     if let Err(e) = &dataplane {
         tracing::warn!(
