@@ -652,3 +652,53 @@ mod tests {
         assert!(top_object(&Value::Null, "x").unwrap().is_none());
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn json_value() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(Value::from),
+            // Quarters are exact in binary: serde_json's own float parsing is
+            // not always exact, and that is not what is tested here.
+            (-1_000_000i32..1_000_000).prop_map(|n| Value::from(f64::from(n) / 4.0)),
+            ".{0,12}".prop_map(Value::String),
+        ];
+        leaf.prop_recursive(4, 32, 6, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
+                prop::collection::btree_map(".{0,6}", inner, 0..6)
+                    .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    proptest! {
+        /// Whatever arrives, decoding answers (no panic, no hang).
+        #[test]
+        fn arbitrary_bytes_never_panic(body in prop::collection::vec(any::<u8>(), 0..256)) {
+            let _ = decode_first(&body);
+        }
+
+        /// Valid JSON decodes to what serde_json reads, whatever follows it.
+        #[test]
+        fn valid_json_round_trips(v in json_value(), tail in "[ a-z{}\\[\\]]{0,8}") {
+            let text = format!("{} {tail}", serde_json::to_string(&v).unwrap());
+            prop_assert_eq!(decode_first(text.as_bytes()).unwrap(), v);
+        }
+
+        /// Cutting valid JSON short is `unexpected EOF`, never a value.
+        #[test]
+        fn truncation_is_unexpected_eof(v in json_value(), cut in 1usize..64) {
+            let text = serde_json::to_string(&v).unwrap();
+            prop_assume!(matches!(v, Value::Object(_) | Value::Array(_) | Value::String(_)));
+            let end = text.len().saturating_sub(cut.min(text.len() - 1));
+            prop_assume!(text.is_char_boundary(end) && end > 0);
+            prop_assert_eq!(decode_first(&text.as_bytes()[..end]).unwrap_err(), "unexpected EOF");
+        }
+    }
+}
