@@ -358,3 +358,18 @@ fn metrics_count_the_bytes_of_ended_connections_as_toxiproxy_does() {
         );
     }
 }
+
+#[test]
+fn the_openapi_document_is_served_and_matches_the_repository() {
+    let d = Daemon::start();
+    let r = d.get("/openapi.json");
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("content-type"), Some("application/json"));
+    let kept: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/openapi.json"))
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(r.json(), kept);
+    assert_eq!(d.post("/openapi.json", "").status, 405);
+}

@@ -12,6 +12,7 @@ pub mod error;
 pub mod events;
 pub mod json;
 pub mod metrics;
+pub mod openapi;
 pub mod populate;
 pub mod proxies;
 pub mod reset;
@@ -83,6 +84,7 @@ pub enum Route {
     Version,
     Metrics,
     Events,
+    OpenApi,
 }
 
 impl Route {
@@ -98,6 +100,7 @@ impl Route {
             ["version"] => Route::Version,
             ["metrics"] => Route::Metrics,
             ["events"] => Route::Events,
+            ["openapi.json"] => Route::OpenApi,
             ["proxies", p] => Route::Proxy(var(p)?),
             ["proxies", p, "toxics"] => Route::Toxics(var(p)?),
             ["proxies", p, "toxics", t] => Route::Toxic(var(p)?, var(t)?),
@@ -112,7 +115,7 @@ impl Route {
             Route::Proxy(_) | Route::Toxic(..) => {
                 m == Method::GET || m == Method::POST || m == Method::PATCH || m == Method::DELETE
             }
-            Route::Version | Route::Events => m == Method::GET,
+            Route::Version | Route::Events | Route::OpenApi => m == Method::GET,
             // ToxiProxy registers /metrics without a method restriction.
             Route::Metrics => true,
         }
@@ -293,6 +296,7 @@ async fn handle(
         Route::Populate => Ok(populate::populate(e, body).await),
         Route::Metrics => Ok(metrics::metrics(e).await),
         Route::Events => Ok(events::events(e)),
+        Route::OpenApi => Ok(error::json_response(200, &openapi::document())),
         Route::Proxies if method == Method::GET => proxies::index(e).await,
         Route::Proxies => proxies::create(e, body).await,
         Route::Proxy(p) => match *method {
