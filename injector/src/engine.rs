@@ -797,7 +797,18 @@ impl Engine {
         });
     }
 
-    /// Stops every runtime, for a clean exit: nothing stays installed.
+    /// Tells the data plane which port the API serves, so its rules never
+    /// touch the API's own traffic.
+    pub async fn guard_api_port(&self, port: u16) {
+        if let Ok(dp) = &self.dataplane
+            && let Err(e) = dp.set_guard_port(port).await
+        {
+            tracing::warn!(error = %e, "cannot protect the API port from faults");
+        }
+    }
+
+    /// Stops every runtime, then the data plane's shared objects (qdiscs,
+    /// IFBs, program links), for a clean exit: nothing stays installed.
     pub async fn shutdown(&self) {
         let mut proxies = self.proxies.lock().await;
         for (_, entry) in std::mem::take(&mut *proxies) {

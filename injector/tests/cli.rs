@@ -356,6 +356,7 @@ fn serve_takes_toxiproxys_single_dash_flags() {
             &p,
             "-proxy-metrics",
             "-runtime-metrics",
+            "--proxy-only",
         ],
         port,
     );
@@ -368,7 +369,7 @@ fn serve_takes_toxiproxys_single_dash_flags() {
 fn serve_beyond_loopback_needs_a_token() {
     let port = free_port();
     let p = port.to_string();
-    let o = injector(&["serve", "--host", "0.0.0.0", "--port", &p])
+    let o = injector(&["serve", "--host", "0.0.0.0", "--port", &p, "--proxy-only"])
         .output()
         .unwrap();
     assert!(!o.status.success());
@@ -388,6 +389,7 @@ fn serve_beyond_loopback_needs_a_token() {
             "0.0.0.0",
             "--port",
             &p,
+            "--proxy-only",
             "--token-file",
             file.to_str().unwrap(),
         ],
@@ -457,6 +459,7 @@ fn serve_applies_a_config_file_with_toxics() {
         "serve",
         "--port",
         &free_port().to_string(),
+        "--proxy-only",
         "--config",
         file.to_str().unwrap(),
     ])
@@ -473,6 +476,7 @@ fn serve_applies_a_config_file_with_toxics() {
         "serve",
         "--port",
         &free_port().to_string(),
+        "--proxy-only",
         "--config",
         file.to_str().unwrap(),
     ])

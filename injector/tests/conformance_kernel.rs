@@ -2,7 +2,14 @@
 //! and refusals that must leave nothing behind. Their faults on traffic are
 //! the data plane's tests.
 
+mod common;
 mod conformance_support;
+
+use std::{
+    io::ErrorKind,
+    net::SocketAddr,
+    time::{Duration, Instant},
+};
 
 use conformance_support::Daemon;
 use serde_json::json;
@@ -82,4 +89,125 @@ fn a_listen_proxy_cannot_become_kernel_native() {
         "a listen proxy cannot become kernel-native; delete it and create it again with a target",
     );
     assert!(d.get("/proxies/p").json().get("target").is_none());
+}
+
+/// The ToxiProxy API driving a kernel-native proxy on a namespace this test
+/// makes (a container, as far as the kernel can tell).
+#[test]
+fn kernel_native_proxies_through_the_toxiproxy_api() {
+    common::require_root();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let pair = rt.block_on(common::Pair::new());
+    let d = Daemon::with_kernel();
+    let server = common::TcpServer::echo(SocketAddr::new(pair.host_v4.into(), 0), None);
+    let up = server.addr.to_string();
+    let ns = pair.ns.name.clone();
+    let to = server.addr;
+    let connect = || {
+        pair.ns.run(move || {
+            common::connect(to, Duration::from_secs(3))
+                .map(drop)
+                .map_err(|e| e.kind())
+        })
+    };
+    let refused = Err(ErrorKind::ConnectionRefused);
+
+    // `listen` is ignored and shown empty; `target` comes after `toxics`.
+    let body =
+        json!({"name": "k", "listen": "127.0.0.1:0", "upstream": up, "target": {"netns": ns}});
+    d.post("/proxies", &body.to_string()).assert_json(
+        201,
+        &format!(
+            r#"{{"name":"k","listen":"","upstream":"{up}","enabled":true,"Logger":{{}},"toxics":[],"target":{{"netns":"{ns}"}}}}"#
+        ),
+    );
+    assert_eq!(connect(), Ok(()));
+
+    d.post("/proxies/k/toxics", r#"{"name":"r","type":"refuse"}"#)
+        .assert_json(
+            200,
+            r#"{"attributes":{},"name":"r","type":"refuse","stream":"downstream","toxicity":1}"#,
+        );
+    assert_eq!(connect(), refused);
+    // Kernel fault types are welcome here; stream rewriting is not.
+    assert_eq!(
+        d.post(
+            "/proxies/k/toxics",
+            r#"{"type":"loss","attributes":{"probability":0}}"#
+        )
+        .status,
+        200
+    );
+    let r = d.post(
+        "/proxies/k/toxics",
+        r#"{"type":"slicer","attributes":{"average_size":8}}"#,
+    );
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert!(
+        r.json()["error"].as_str().unwrap().contains("slicer"),
+        "{}",
+        r.text()
+    );
+    // Latency needs netem: where the kernel lacks it, the error names it
+    // and nothing changes.
+    let before = d.get("/proxies/k/toxics").text();
+    let r = d.post(
+        "/proxies/k/toxics",
+        r#"{"type":"latency","attributes":{"latency":5}}"#,
+    );
+    if r.status != 200 {
+        let msg = r.json()["error"].as_str().unwrap().to_string();
+        assert!(msg.contains("netem"), "{}", r.text());
+        r.assert_error(r.status, &msg);
+        assert_eq!(d.get("/proxies/k/toxics").text(), before);
+    } else {
+        assert_eq!(d.delete("/proxies/k/toxics/latency_downstream").status, 204);
+    }
+
+    assert_eq!(d.delete("/proxies/k/toxics/r").status, 204);
+    assert_eq!(connect(), Ok(()));
+
+    // Disabled: new connections refused, as a disabled ToxiProxy proxy.
+    let r = d.patch("/proxies/k", r#"{"enabled":false}"#);
+    assert_eq!((r.status, r.json()["enabled"].clone()), (200, json!(false)));
+    assert_eq!(connect(), refused);
+    assert_eq!(d.patch("/proxies/k", r#"{"enabled":true}"#).status, 200);
+    assert_eq!(connect(), Ok(()));
+
+    // A toxic with a ttl goes by itself, from the API and from the kernel.
+    assert_eq!(
+        d.post(
+            "/proxies/k/toxics",
+            r#"{"name":"brief","type":"refuse","ttl_ms":700}"#
+        )
+        .status,
+        200
+    );
+    assert_eq!(connect(), refused);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while d.get("/proxies/k/toxics/brief").status == 200 {
+        assert!(Instant::now() < deadline, "the toxic never expired");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(connect(), Ok(()));
+
+    // /reset strips kernel toxics too.
+    assert_eq!(
+        d.post("/proxies/k/toxics", r#"{"name":"r2","type":"refuse"}"#)
+            .status,
+        200
+    );
+    assert_eq!(connect(), refused);
+    assert_eq!(d.post("/reset", "").status, 204);
+    assert_eq!(d.get("/proxies/k/toxics").text(), "[]");
+    assert_eq!(connect(), Ok(()));
+
+    // Deleting the proxy removes its rules.
+    assert_eq!(
+        d.post("/proxies/k/toxics", r#"{"name":"r3","type":"refuse"}"#)
+            .status,
+        200
+    );
+    assert_eq!(d.delete("/proxies/k").status, 204);
+    assert_eq!(connect(), Ok(()));
 }

@@ -9,7 +9,7 @@ use clap::Args;
 use tokio::net::TcpListener;
 
 use crate::{
-    api, config,
+    ApiError, api, config,
     engine::{Engine, EngineOptions},
     kernel::DataPlane,
 };
@@ -39,6 +39,10 @@ pub struct ServeArgs {
     /// Serve a non-loopback address without a token.
     #[arg(long)]
     pub insecure: bool,
+    /// Listen proxies only: do not load the kernel data plane (no root or
+    /// BPF needed; kernel-native proxies are refused).
+    #[arg(long)]
+    pub proxy_only: bool,
     /// Accepted for ToxiProxy compatibility: /metrics is always served.
     #[arg(long, hide = true)]
     pub proxy_metrics: bool,
@@ -118,16 +122,14 @@ fn init_logging() {
 pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     init_logging();
     let token = token(&args)?;
-    let dataplane = DataPlane::load().await;
-    if let Ok(dp) = &dataplane
-        && let Err(e) = dp.set_guard_port(args.port).await
-    {
-        tracing::warn!(
-            "cannot protect the API port from cgroup faults: {}",
-            e.message
-        );
-    }
-    if let Err(e) = &dataplane {
+    let dataplane = if args.proxy_only {
+        Err(ApiError::unsupported(
+            "kernel-native proxies are off: the daemon runs with --proxy-only",
+        ))
+    } else {
+        DataPlane::load().await
+    };
+    if let (Err(e), false) = (&dataplane, args.proxy_only) {
         tracing::warn!(
             "kernel data plane unavailable ({}); listen proxies work, kernel-native proxies will be refused",
             e.message
@@ -147,7 +149,10 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let listener = TcpListener::bind((host, args.port))
         .await
         .with_context(|| format!("cannot listen on {}:{}", args.host, args.port))?;
-    tracing::info!(address = %listener.local_addr()?, "API listening");
+    let address = listener.local_addr()?;
+    // The data plane must never fault the daemon's own API traffic.
+    engine.guard_api_port(address.port()).await;
+    tracing::info!(%address, "API listening");
     let app = api::router_with_token(engine.clone(), token);
     let served = axum::serve(listener, app)
         .with_graceful_shutdown(shutdown_signal())

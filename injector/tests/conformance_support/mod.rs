@@ -35,12 +35,25 @@ pub struct Daemon {
 }
 
 impl Daemon {
+    /// A daemon for the ToxiProxy API: listen proxies only, so it starts
+    /// at once and needs no BPF (kernel-native suites use `with_kernel`).
     pub fn start() -> Daemon {
         Daemon::start_with(&[])
     }
 
-    /// `injector serve --port <free> <extra...>`, waiting until /version answers.
     pub fn start_with(extra: &[&str]) -> Daemon {
+        let mut args = vec!["--proxy-only"];
+        args.extend_from_slice(extra);
+        Daemon::spawn(&args)
+    }
+
+    /// A daemon with the kernel data plane loaded.
+    pub fn with_kernel() -> Daemon {
+        Daemon::spawn(&[])
+    }
+
+    /// `injector serve --port <free> <extra...>`, waiting until /version answers.
+    fn spawn(extra: &[&str]) -> Daemon {
         let mut last = String::new();
         for _ in 0..5 {
             let dir = tempfile::tempdir().expect("tempdir");
@@ -171,6 +184,16 @@ impl Daemon {
 
 impl Drop for Daemon {
     fn drop(&mut self) {
+        // SIGTERM first: the daemon removes what it installed in the kernel.
+        // SAFETY: kill(2) on our own child's pid.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                break;
+            }
+            thread::sleep(Duration::from_millis(10));
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
         if thread::panicking() {
