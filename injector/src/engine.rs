@@ -142,7 +142,7 @@ enum Runtime {
     /// A listen proxy that is disabled (or never started).
     Stopped,
     Listen(ListenProxy),
-    Kernel(KernelProxy),
+    Kernel(Box<KernelProxy>),
 }
 
 impl Runtime {
@@ -161,7 +161,7 @@ impl Runtime {
         match self {
             Runtime::Stopped => {}
             Runtime::Listen(p) => p.stop().await,
-            Runtime::Kernel(k) => k.stop().await,
+            Runtime::Kernel(k) => (*k).stop().await,
         }
     }
 }
@@ -381,10 +381,10 @@ impl Engine {
         };
         if let Some(target) = &spec.target {
             entry.listen = String::new();
-            entry.runtime = Runtime::Kernel(
-                self.start_kernel(&spec.name, &spec.upstream, target, &[], spec.enabled)
-                    .await?,
-            );
+            let k = self
+                .start_kernel(&spec.name, &spec.upstream, target, &[], spec.enabled)
+                .await?;
+            entry.runtime = Runtime::Kernel(Box::new(k));
         } else if spec.enabled {
             let p = ListenProxy::start(&spec.name, &spec.listen, &spec.upstream, &[]).await?;
             entry.listen = p.listen_addr();
@@ -505,7 +505,7 @@ impl Engine {
             let fresh = self
                 .start_kernel(name, &upstream, &target, &entry.listing(), enabled)
                 .await?;
-            std::mem::replace(&mut entry.runtime, Runtime::Kernel(fresh))
+            std::mem::replace(&mut entry.runtime, Runtime::Kernel(Box::new(fresh)))
                 .stop()
                 .await;
             entry.upstream = upstream;
