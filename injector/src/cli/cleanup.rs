@@ -4,7 +4,7 @@
 use crate::kernel::{cleanup, lock, netlink::Netlink};
 
 pub async fn cleanup(json: bool) -> anyhow::Result<()> {
-    let Some(_lock) = lock::try_acquire()? else {
+    let Some(_lock) = lock::try_exclusive()? else {
         anyhow::bail!(
             "an injector daemon is running on this host (it holds {}/dataplane.lock); \
              stop it instead: it removes its own faults on exit",

@@ -189,13 +189,14 @@ impl Bpf {
         self.ifaces.get(&index, 0).ok()
     }
 
-    pub fn release_iface(&mut self, index: u32) {
+    /// Drops one user; returns true when the programs were detached.
+    pub fn release_iface(&mut self, index: u32) -> bool {
         let Some(a) = self.iface_links.get_mut(&index) else {
-            return;
+            return false;
         };
         a.users -= 1;
         if a.users > 0 {
-            return;
+            return false;
         }
         let a = self.iface_links.remove(&index).expect("present");
         if let Ok(p) = program::<SchedClassifier>(&mut self.ebpf, "tc_ingress") {
@@ -205,6 +206,11 @@ impl Bpf {
             let _ = p.detach(a.egress);
         }
         let _ = self.ifaces.remove(&index);
+        true
+    }
+
+    pub fn is_attached(&self, index: u32) -> bool {
+        self.iface_links.contains_key(&index)
     }
 
     pub fn attach_cgroup(&mut self, id: u64, dir: &File) -> Result<(), String> {

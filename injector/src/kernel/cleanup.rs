@@ -1,9 +1,11 @@
 //! What a daemon that died without cleaning up can leave in the kernel, and
 //! its removal. BPF links (tcx, cgroup bpf_link) die with the process; qdiscs,
-//! IFB devices and legacy clsact filters do not. Everything injector creates
-//! is named or numbered so it can be recognised here without a journal.
+//! IFB devices and legacy clsact filters do not. The journal lists exactly
+//! what was created; names and handles (every object injector creates is
+//! recognisable) catch anything a lost journal missed.
 
 use super::{
+    journal::{self, Object},
     netlink::Netlink,
     tc::{ROOT_MAJOR, TC_H_ROOT, root_handle},
 };
@@ -15,6 +17,43 @@ pub const IFB_PREFIX: &str = "inj-ifb";
 /// removed, for the log.
 pub async fn leftovers(nl: &Netlink) -> Vec<String> {
     let mut removed = Vec::new();
+    let Ok(links) = nl.links().await else {
+        return removed;
+    };
+    for o in journal::outstanding().unwrap_or_default() {
+        match o {
+            Object::RootQdisc {
+                ifindex,
+                ifname,
+                handle,
+            } => {
+                // Only if the interface is still the one we changed.
+                if links.iter().any(|l| l.index == ifindex && l.name == ifname)
+                    && nl.qdisc_del(ifindex, TC_H_ROOT, handle).await.is_ok()
+                {
+                    removed.push(format!("root htb on {ifname} (journal)"));
+                }
+            }
+            Object::Ifb { name } => {
+                if let Some(l) = links.iter().find(|l| l.name == name)
+                    && nl.del_link(l.index).await.is_ok()
+                {
+                    removed.push(format!("ifb {name} (journal)"));
+                }
+            }
+            Object::Clsact { ifname } => {
+                if let Some(l) = links.iter().find(|l| l.name == ifname)
+                    && nl
+                        .qdisc_del(l.index, 0xffff_fff1, 0xffff_0000)
+                        .await
+                        .is_ok()
+                {
+                    removed.push(format!("clsact on {ifname} (journal)"));
+                }
+            }
+        }
+    }
+    journal::reset();
     let Ok(links) = nl.links().await else {
         return removed;
     };

@@ -54,10 +54,13 @@ fn at_least(major: u32, minor: u32) -> bool {
     kernel_version() >= (major, minor)
 }
 
+/// What one probe found: a feature and whether creating it worked.
+type Probe = (&'static str, Result<(), String>);
+
 /// Tries each qdisc kind as the root of `lo` in a fresh namespace, and an
 /// IFB device; the namespace disappears with the probing thread.
-fn probe_in_scratch_namespace() -> Vec<(&'static str, Result<(), String>)> {
-    let run = || -> Result<Vec<(&'static str, Result<(), String>)>, String> {
+fn probe_in_scratch_namespace() -> Vec<Probe> {
+    let run = || -> Result<Vec<Probe>, String> {
         if unsafe { libc::unshare(libc::CLONE_NEWNET) } != 0 {
             return Err(format!("unshare: {}", std::io::Error::last_os_error()));
         }

@@ -9,6 +9,7 @@ pub mod cgroup;
 pub mod cleanup;
 pub mod docker;
 pub mod features;
+pub mod journal;
 pub mod lock;
 pub mod native;
 pub mod netlink;
@@ -38,6 +39,9 @@ use self::{
     tc::Shaper,
 };
 use crate::{ApiError, faults::Shape};
+
+/// Parent handle of clsact qdiscs (TC_H_CLSACT = TC_H_INGRESS).
+const TC_H_CLSACT: u32 = 0xffff_fff1;
 
 /// One rule to install: where it looks (direction, remote prefixes), what
 /// it does (the compiled rule), and what else it needs from the kernel.
@@ -74,6 +78,9 @@ struct Inner {
     shaper: Shaper,
     /// interface -> its IFB (shaping what arrives on it).
     ifbs: HashMap<u32, u32>,
+    journal: journal::Journal,
+    /// Interfaces whose clsact qdisc we added (kernels without tcx).
+    clsact_ours: HashMap<u32, String>,
 }
 
 /// The loaded data plane: one per daemon.
@@ -83,7 +90,7 @@ pub struct DataPlane {
     /// Named address sets (availability zones) toxics can cut.
     zones: std::sync::RwLock<BTreeMap<String, Vec<Prefix>>>,
     /// Held while this data plane lives (see lock.rs).
-    _lock: Option<std::fs::File>,
+    _presence: lock::Presence,
 }
 
 /// CLOCK_MONOTONIC in ns: the clock of bpf_ktime_get_ns().
@@ -102,17 +109,18 @@ impl DataPlane {
     /// or kernel feature.
     pub async fn load() -> Result<Arc<DataPlane>, ApiError> {
         let nl = Netlink::current().map_err(|e| ApiError::internal(format!("netlink: {e}")))?;
-        let lock = lock::try_acquire().unwrap_or_else(|e| {
-            tracing::warn!("cannot take {}/dataplane.lock: {e}", lock::RUN_DIR);
-            None
-        });
-        if lock.is_some() {
+        let mut presence = lock::Presence::announce()
+            .map_err(|e| ApiError::internal(format!("{}/dataplane.lock: {e}", lock::RUN_DIR)))?;
+        if presence.alone {
             let report = cleanup::leftovers(&nl).await;
             if !report.is_empty() {
                 tracing::warn!("removed leftovers of an earlier run: {}", report.join(", "));
             }
+            presence.share().map_err(|e| {
+                ApiError::internal(format!("{}/dataplane.lock: {e}", lock::RUN_DIR))
+            })?;
         } else {
-            tracing::warn!(
+            tracing::info!(
                 "another injector data plane runs on this host; leftovers are left alone"
             );
         }
@@ -129,10 +137,12 @@ impl DataPlane {
                 table: Table::default(),
                 shaper: Shaper::default(),
                 ifbs: HashMap::new(),
+                journal: journal::Journal::open(),
+                clsact_ours: HashMap::new(),
             }),
             nl,
             zones: Default::default(),
-            _lock: lock,
+            _presence: presence,
         }))
     }
 
@@ -208,10 +218,13 @@ impl DataPlane {
                     flip: *flip as u32,
                     ifb_ifindex: inner.ifbs.get(index).copied().unwrap_or(0),
                 };
-                inner
-                    .bpf
-                    .attach_iface(*index, name, cfg)
-                    .map_err(ApiError::internal)?;
+                if !inner.bpf.is_attached(*index) {
+                    self.ensure_clsact(inner, *index, name).await?;
+                }
+                if let Err(e) = inner.bpf.attach_iface(*index, name, cfg) {
+                    self.drop_clsact(inner, *index).await;
+                    return Err(ApiError::internal(e));
+                }
                 (AttachKey::Iface(*index), *index as u64)
             }
             Attach::Cgroup { id, path } => {
@@ -241,7 +254,7 @@ impl DataPlane {
                 match self.ifb_for(inner, *index).await {
                     Ok(d) => d,
                     Err(e) => {
-                        self.release(inner, key);
+                        self.release(inner, key).await;
                         return Err(e);
                     }
                 }
@@ -256,7 +269,7 @@ impl DataPlane {
                 }
                 Err(e) => {
                     self.drop_ifb_if_unused(inner, *index).await;
-                    self.release(inner, key);
+                    self.release(inner, key).await;
                     return Err(e);
                 }
             }
@@ -274,7 +287,7 @@ impl DataPlane {
                         self.drop_ifb_if_unused(inner, i).await;
                     }
                 }
-                self.release(inner, key);
+                self.release(inner, key).await;
                 return Err(ApiError::new(409, e));
             }
         };
@@ -319,13 +332,69 @@ impl DataPlane {
                 self.drop_ifb_if_unused(inner, index).await;
             }
         }
-        self.release(inner, i.attach);
+        self.release(inner, i.attach).await;
     }
 
-    fn release(&self, inner: &mut Inner, key: AttachKey) {
+    async fn release(&self, inner: &mut Inner, key: AttachKey) {
         match key {
-            AttachKey::Iface(i) => inner.bpf.release_iface(i),
+            AttachKey::Iface(i) => {
+                if inner.bpf.release_iface(i) {
+                    self.drop_clsact(inner, i).await;
+                }
+            }
             AttachKey::Cgroup(c) => inner.bpf.release_cgroup(c),
+        }
+    }
+
+    /// Kernels without tcx attach tc programs as netlink filters, which need
+    /// a clsact qdisc; one we add is journalled and removed with our last
+    /// program, one that was there already is left alone.
+    async fn ensure_clsact(
+        &self,
+        inner: &mut Inner,
+        index: u32,
+        name: &str,
+    ) -> Result<(), ApiError> {
+        if features::kernel_version() >= (6, 6) {
+            return Ok(());
+        }
+        let entry = journal::Object::Clsact {
+            ifname: name.to_string(),
+        };
+        inner.journal.adding(&entry);
+        match self
+            .nl
+            .qdisc_add(index, TC_H_CLSACT, 0xffff_0000, "clsact", Vec::new(), false)
+            .await
+        {
+            Ok(()) => {
+                inner.clsact_ours.insert(index, name.to_string());
+                Ok(())
+            }
+            Err(e) if e.errno() == Some(libc::EEXIST) => {
+                inner.journal.removed(&entry);
+                Ok(())
+            }
+            Err(e) => {
+                inner.journal.removed(&entry);
+                Err(ApiError::unsupported(format!(
+                    "tc programs need a clsact qdisc on this kernel (no tcx before 6.6): {e}"
+                )))
+            }
+        }
+    }
+
+    async fn drop_clsact(&self, inner: &mut Inner, index: u32) {
+        if let Some(name) = inner.clsact_ours.remove(&index)
+            && self
+                .nl
+                .qdisc_del(index, TC_H_CLSACT, 0xffff_0000)
+                .await
+                .is_ok()
+        {
+            inner
+                .journal
+                .removed(&journal::Object::Clsact { ifname: name });
         }
     }
 
@@ -334,7 +403,10 @@ impl DataPlane {
             return Ok(*i);
         }
         let name = format!("{}{index}", cleanup::IFB_PREFIX);
+        let entry = journal::Object::Ifb { name: name.clone() };
+        inner.journal.adding(&entry);
         let ifb = self.nl.add_ifb(&name).await.map_err(|e| {
+            inner.journal.removed(&entry);
             if e.errno() == Some(95) || e.errno() == Some(2) {
                 ApiError::unsupported(format!(
                     "shaping what a target sends needs an ifb device, and this kernel has no ifb \
@@ -364,8 +436,11 @@ impl DataPlane {
             cfg.ifb_ifindex = 0;
             let _ = inner.bpf.set_iface_cfg(index, cfg);
         }
-        if let Err(e) = self.nl.del_link(ifb).await {
-            tracing::warn!("removing ifb {ifb}: {e}");
+        match self.nl.del_link(ifb).await {
+            Ok(()) => inner.journal.removed(&journal::Object::Ifb {
+                name: format!("{}{index}", cleanup::IFB_PREFIX),
+            }),
+            Err(e) => tracing::warn!("removing ifb {ifb}: {e}"),
         }
     }
 
@@ -395,11 +470,19 @@ impl DataPlane {
     pub async fn shutdown(&self) {
         let mut inner = self.inner.lock().await;
         inner.shaper.clear(&self.nl).await;
-        let ifbs: Vec<u32> = inner.ifbs.drain().map(|(_, v)| v).collect();
-        for ifb in ifbs {
-            let _ = self.nl.del_link(ifb).await;
+        let ifbs: Vec<(u32, u32)> = inner.ifbs.drain().collect();
+        for (iface, ifb) in ifbs {
+            if self.nl.del_link(ifb).await.is_ok() {
+                inner.journal.removed(&journal::Object::Ifb {
+                    name: format!("{}{iface}", cleanup::IFB_PREFIX),
+                });
+            }
         }
         inner.bpf.detach_all();
+        let ours: Vec<u32> = inner.clsact_ours.keys().copied().collect();
+        for index in ours {
+            self.drop_clsact(&mut inner, index).await;
+        }
     }
 }
 

@@ -9,7 +9,10 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use super::netlink::{Netlink, NlError, push_nla};
+use super::{
+    journal::{Journal, Object},
+    netlink::{Netlink, NlError, push_nla},
+};
 use crate::{ApiError, faults::Shape};
 
 /// Major number of every qdisc injector creates; cleanup recognises ours by it.
@@ -162,23 +165,39 @@ fn qdisc_error(kind: &str, config: &str, e: NlError) -> ApiError {
     }
 }
 
-#[derive(Default)]
 struct Device {
     classes: BTreeMap<u16, bool /* has netem leaf */>,
+    /// The journal entry of our root qdisc on this device.
+    root: Object,
 }
 
 /// The shaping classes injector holds, per device.
-#[derive(Default)]
 pub struct Shaper {
     devices: HashMap<u32, Device>,
+    journal: Journal,
+}
+
+impl Default for Shaper {
+    fn default() -> Self {
+        Shaper {
+            devices: HashMap::new(),
+            journal: Journal::open(),
+        }
+    }
 }
 
 impl Shaper {
     /// Creates a class for `shape` on device `index`; returns its class id.
     pub async fn add(&mut self, nl: &Netlink, index: u32, shape: &Shape) -> Result<u32, ApiError> {
         if !self.devices.contains_key(&index) {
-            self.install_root(nl, index).await?;
-            self.devices.insert(index, Device::default());
+            let root = self.install_root(nl, index).await?;
+            self.devices.insert(
+                index,
+                Device {
+                    classes: BTreeMap::new(),
+                    root,
+                },
+            );
         }
         let dev = self.devices.get_mut(&index).expect("inserted above");
         let minor = (1..=MAX_MINOR)
@@ -244,20 +263,35 @@ impl Shaper {
         {
             return;
         }
-        self.devices.remove(&index);
-        if let Err(e) = nl.qdisc_del(index, TC_H_ROOT, root_handle()).await {
-            tracing::warn!("removing root htb on link {index}: {e}");
+        let Some(dev) = self.devices.remove(&index) else {
+            return;
+        };
+        match nl.qdisc_del(index, TC_H_ROOT, root_handle()).await {
+            Ok(()) => self.journal.removed(&dev.root),
+            Err(e) => tracing::warn!("removing root htb on link {index}: {e}"),
         }
     }
 
-    async fn install_root(&self, nl: &Netlink, index: u32) -> Result<(), ApiError> {
+    /// Installs our root htb (journalled first); returns its journal entry.
+    async fn install_root(&mut self, nl: &Netlink, index: u32) -> Result<Object, ApiError> {
         let current = nl
             .qdiscs(index)
             .await
             .map_err(|e| ApiError::internal(e.to_string()))?;
+        let ifname = nl
+            .link_by_index(index)
+            .await
+            .map_err(|e| ApiError::internal(e.to_string()))?
+            .map(|l| l.name)
+            .unwrap_or_default();
+        let entry = Object::RootQdisc {
+            ifindex: index,
+            ifname,
+            handle: root_handle(),
+        };
         if let Some(root) = current.iter().find(|q| q.parent == TC_H_ROOT) {
             if root.handle >> 16 == ROOT_MAJOR as u32 {
-                return Ok(());
+                return Ok(entry);
             }
             if !DEFAULT_ROOTS.contains(&root.kind.as_str()) {
                 return Err(ApiError::new(
@@ -270,25 +304,33 @@ impl Shaper {
                 ));
             }
         }
-        nl.qdisc_add(
-            index,
-            TC_H_ROOT,
-            root_handle(),
-            "htb",
-            htb_root_options(),
-            true,
-        )
-        .await
-        .map_err(|e| qdisc_error("htb", "CONFIG_NET_SCH_HTB", e))
+        self.journal.adding(&entry);
+        match nl
+            .qdisc_add(
+                index,
+                TC_H_ROOT,
+                root_handle(),
+                "htb",
+                htb_root_options(),
+                true,
+            )
+            .await
+        {
+            Ok(()) => Ok(entry),
+            Err(e) => {
+                self.journal.removed(&entry);
+                Err(qdisc_error("htb", "CONFIG_NET_SCH_HTB", e))
+            }
+        }
     }
 
     /// Removes every class and root qdisc (daemon shutdown).
     pub async fn clear(&mut self, nl: &Netlink) {
-        let devices: Vec<u32> = self.devices.keys().copied().collect();
-        for index in devices {
-            let _ = nl.qdisc_del(index, TC_H_ROOT, root_handle()).await;
+        for (index, dev) in std::mem::take(&mut self.devices) {
+            if nl.qdisc_del(index, TC_H_ROOT, root_handle()).await.is_ok() {
+                self.journal.removed(&dev.root);
+            }
         }
-        self.devices.clear();
     }
 
     pub fn has_classes(&self, index: u32) -> bool {
