@@ -24,7 +24,7 @@ async fn a_fault_expires_in_the_kernel_while_the_daemon_is_stopped() {
     require_root();
     let pair = Pair::new().await;
     let sink = UdpSink::start(SocketAddr::new(pair.host_v4.into(), 0), None);
-    let d = Daemon::start();
+    let d = Daemon::with_kernel();
     let proxy = json!({
         "name": "cut",
         "upstream": sink.addr.to_string(),

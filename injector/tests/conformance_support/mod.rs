@@ -115,6 +115,18 @@ impl Daemon {
     }
 
     /// The process still runs and still answers.
+    /// Waits up to `t` for the process to end; true if it still runs.
+    pub fn alive_after(&mut self, t: Duration) -> bool {
+        let deadline = Instant::now() + t;
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return false;
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+        true
+    }
+
     pub fn alive(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None)) && self.get("/version").status == 200
     }
