@@ -90,6 +90,9 @@ pub enum Target {
     Pid(u32),
     /// A Docker container by name or id.
     Container(String),
+    /// A target the guard rails would refuse (the default-route interface,
+    /// loopback, the root cgroup), asked for with `"force": true`.
+    Forced(Box<Target>),
 }
 
 impl Target {
@@ -100,18 +103,35 @@ impl Target {
             Target::Cgroup(_) => "cgroup",
             Target::Pid(_) => "pid",
             Target::Container(_) => "container",
+            Target::Forced(t) => t.kind(),
         }
     }
 
+    /// The target without the `force` wrapper.
+    pub fn inner(&self) -> &Target {
+        match self {
+            Target::Forced(t) => t.inner(),
+            t => t,
+        }
+    }
+
+    pub fn is_forced(&self) -> bool {
+        matches!(self, Target::Forced(_))
+    }
+
     pub fn to_json(&self) -> Value {
-        let v = match self {
+        let v = match self.inner() {
             Target::Pid(p) => Value::from(*p),
             Target::Interface(s) | Target::Netns(s) | Target::Cgroup(s) | Target::Container(s) => {
                 Value::String(s.clone())
             }
+            Target::Forced(_) => unreachable!("inner() unwraps"),
         };
         let mut m = Map::new();
         m.insert(self.kind().into(), v);
+        if self.is_forced() {
+            m.insert("force".into(), Value::Bool(true));
+        }
         Value::Object(m)
     }
 
@@ -121,11 +141,16 @@ impl Target {
             "target must be an object with one of interface, netns, cgroup, pid, container",
         )?;
         let mut found = None;
+        let mut force = false;
         for (k, v) in obj {
             if v.is_null() {
                 continue;
             }
             let key = k.to_ascii_lowercase();
+            if key == "force" {
+                force = v.as_bool().ok_or("target force must be true or false")?;
+                continue;
+            }
             let text = || {
                 v.as_str()
                     .filter(|s| !s.is_empty())
@@ -150,8 +175,12 @@ impl Target {
                 );
             }
         }
-        found.ok_or_else(|| {
-            "target takes exactly one of interface, netns, cgroup, pid, container".into()
+        let t =
+            found.ok_or("target takes exactly one of interface, netns, cgroup, pid, container")?;
+        Ok(if force {
+            Target::Forced(Box::new(t))
+        } else {
+            t
         })
     }
 
@@ -216,6 +245,17 @@ mod tests {
             Target::Interface("veth0".into())
         );
         assert!(Target::from_cli("nonsense").is_err());
+        let forced = Target::from_json(&json!({"interface": "eth0", "force": true})).unwrap();
+        assert_eq!(forced.inner(), &Target::Interface("eth0".into()));
+        assert_eq!(
+            forced.to_json(),
+            json!({"interface": "eth0", "force": true})
+        );
+        assert_eq!(
+            Target::from_json(&json!({"interface": "eth0", "force": false})).unwrap(),
+            Target::Interface("eth0".into())
+        );
+        assert!(Target::from_json(&json!({"interface": "eth0", "force": "yes"})).is_err());
     }
 
     #[test]

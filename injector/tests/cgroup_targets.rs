@@ -193,3 +193,42 @@ async fn reset_destroys_the_cgroups_connections_and_the_peer_sees_a_reset() {
     assert_eq!(server.join().unwrap(), Some(ErrorKind::ConnectionReset));
     p.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn guard_rails_refuse_the_root_cgroup_and_loopback_without_force() {
+    let dp = dp().await;
+    let e = KernelProxy::start(&dp, "g", "*:80", &Target::Cgroup("/".into()))
+        .await
+        .err()
+        .expect("the root cgroup is refused");
+    assert_eq!(e.status, 403);
+    assert!(
+        e.message.contains("root cgroup") && e.message.contains("force"),
+        "{}",
+        e.message
+    );
+    let e = KernelProxy::start(&dp, "g", "*:80", &Target::Interface("lo".into()))
+        .await
+        .err()
+        .expect("loopback is refused");
+    assert!(e.message.contains("loopback"), "{}", e.message);
+    // The interface of the host's default route: resolved, never touched.
+    let nl = injector::kernel::netlink::Netlink::current().unwrap();
+    let defaults = nl.default_route_ifindexes().await.unwrap();
+    let links = nl.links().await.unwrap();
+    let uplink = links
+        .iter()
+        .find(|l| defaults.contains(&l.index))
+        .expect("the test host has a default route");
+    let e = KernelProxy::start(&dp, "g", "*:80", &Target::Interface(uplink.name.clone()))
+        .await
+        .err()
+        .expect("the default-route interface is refused");
+    assert!(e.message.contains("default route"), "{}", e.message);
+    // With force the target resolves (nothing is installed until a toxic).
+    let forced = Target::Forced(Box::new(Target::Cgroup("/".into())));
+    let p = KernelProxy::start(&dp, "g", "*:80", &forced)
+        .await
+        .expect("forced");
+    p.stop().await;
+}

@@ -23,6 +23,10 @@ pub struct CreateArgs {
     /// netns:blue, cgroup:/sys/fs/cgroup/x, pid:42, interface:veth0).
     #[arg(long)]
     pub target: Option<String>,
+    /// Allow a target the guard rails refuse (the default-route interface,
+    /// loopback, the root cgroup).
+    #[arg(long, requires = "target")]
+    pub force: bool,
     pub proxy: String,
 }
 
@@ -170,7 +174,10 @@ pub async fn create(c: &Client, args: &CreateArgs, json: bool) -> anyhow::Result
     });
     match &args.target {
         Some(t) => {
-            let target = Target::from_cli(t).map_err(anyhow::Error::msg)?;
+            let mut target = Target::from_cli(t).map_err(anyhow::Error::msg)?;
+            if args.force {
+                target = Target::Forced(Box::new(target));
+            }
             body["target"] = target.to_json();
         }
         None if args.listen.is_none() => anyhow::bail!("Required argument 'listen' was empty."),

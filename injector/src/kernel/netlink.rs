@@ -157,6 +157,34 @@ impl Netlink {
         Ok(out)
     }
 
+    /// Interfaces that carry a default route (IPv4 or IPv6, main table).
+    pub async fn default_route_ifindexes(&self) -> NlResult<Vec<u32>> {
+        use rtnetlink::packet_route::route::{RouteAttribute, RouteMessage};
+        let mut out = Vec::new();
+        for family in [AddressFamily::Inet, AddressFamily::Inet6] {
+            let mut msg = RouteMessage::default();
+            msg.header.address_family = family;
+            let msgs = self
+                .request(RouteNetlinkMessage::GetRoute(msg), NLM_F_DUMP, || {
+                    "list routes".into()
+                })
+                .await?;
+            for m in msgs {
+                if let RouteNetlinkMessage::NewRoute(r) = m
+                    && r.header.destination_prefix_length == 0
+                    && r.header.table == 254
+                {
+                    for a in &r.attributes {
+                        if let RouteAttribute::Oif(i) = a {
+                            out.push(*i);
+                        }
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+
     pub async fn add_ifb(&self, name: &str) -> NlResult<u32> {
         let msg = LinkIfb::new(name).up().build();
         self.request(

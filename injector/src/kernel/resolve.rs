@@ -36,7 +36,56 @@ fn not_found(msg: impl Into<String>) -> ApiError {
 }
 
 pub async fn resolve(target: &Target) -> Result<Resolved, ApiError> {
+    let r = resolve_inner(target.inner()).await?;
+    if !target.is_forced() {
+        guard(&r).await?;
+    }
+    Ok(r)
+}
+
+/// Guard rails: the targets that would cut the host itself (or the daemon's
+/// API) off the network need `"force": true`.
+async fn guard(r: &Resolved) -> Result<(), ApiError> {
+    let refuse = |what: String| {
+        Err(ApiError::new(
+            403,
+            format!(
+                "{what}; add \"force\": true to the target (CLI: --force) if that is really meant"
+            ),
+        ))
+    };
+    match &r.attach {
+        Attach::Iface {
+            name,
+            flip: false,
+            index,
+        } => {
+            if name == "lo" {
+                return refuse("the loopback interface carries the daemon's own API".into());
+            }
+            let nl = host_netlink().await?;
+            let defaults = nl
+                .default_route_ifindexes()
+                .await
+                .map_err(|e| ApiError::internal(e.to_string()))?;
+            if defaults.contains(index) {
+                return refuse(format!("{name} carries the host's default route"));
+            }
+            Ok(())
+        }
+        Attach::Cgroup { path, .. } => {
+            if cgroup::v2_mount().is_ok_and(|m| m == *path) {
+                return refuse("the root cgroup holds every process of the host".into());
+            }
+            Ok(())
+        }
+        Attach::Iface { .. } => Ok(()),
+    }
+}
+
+async fn resolve_inner(target: &Target) -> Result<Resolved, ApiError> {
     match target {
+        Target::Forced(t) => Box::pin(resolve_inner(t)).await,
         Target::Interface(name) => interface(name).await,
         Target::Netns(spec) => {
             let path = netns::path_of(spec);
