@@ -23,6 +23,17 @@ done
 
 say() { printf '==> %s\n' "$*"; }
 
+# Enables a unit and (re)starts it; if it does not come up, shows why before failing.
+# Enabling only when needed keeps a second provisioning quick.
+run_unit() {
+  local verb=$1 unit=$2
+  systemctl is-enabled --quiet "$unit" || systemctl enable "$unit"
+  if ! systemctl "$verb" "$unit"; then
+    journalctl --no-pager -n 40 -u "$unit" || true
+    exit 1
+  fi
+}
+
 export DEBIAN_FRONTEND=noninteractive
 packages=(docker.io)
 if [ -z "$binary" ]; then
@@ -39,7 +50,7 @@ if [ ${#missing[@]} -gt 0 ]; then
   apt-get -q install -y "${missing[@]}"
 fi
 say "starting Docker"
-systemctl enable --now docker.service
+run_unit start docker.service
 
 if [ -z "$binary" ]; then
   export PATH="$HOME/.cargo/bin:$PATH"
@@ -59,7 +70,7 @@ fi
 
 say "installing injector.service"
 install -m 0755 "$binary" /usr/local/bin/injector
-cat > /etc/systemd/system/injector.service <<'UNIT'
+unit=$(cat <<'UNIT'
 [Unit]
 Description=injector: network faults in the kernel behind ToxiProxy's REST API
 Wants=docker.service
@@ -72,12 +83,17 @@ Restart=on-failure
 [Install]
 WantedBy=multi-user.target
 UNIT
-systemctl daemon-reload
-systemctl enable injector.service
+)
+unit_file=/etc/systemd/system/injector.service
+if [ "$(cat "$unit_file" 2>/dev/null)" != "$unit" ]; then
+  printf '%s\n' "$unit" > "$unit_file"
+  systemctl daemon-reload
+fi
 # restart, not start: a second provisioning must run the binary it just installed.
-systemctl restart injector.service
+run_unit restart injector.service
 
-if /usr/local/bin/injector lab --help >/dev/null 2>&1; then
+# injector's help marks commands still being written "(not yet available)".
+if /usr/local/bin/injector help | grep -E '^ +lab ' | grep -qv 'not yet available'; then
   say "starting the demo lab"
   /usr/local/bin/injector lab up
 else

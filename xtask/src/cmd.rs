@@ -91,3 +91,33 @@ pub fn on_path(program: &str) -> bool {
         .map(|paths| std::env::split_paths(&paths).any(|d| d.join(program).is_file()))
         .unwrap_or(false)
 }
+
+/// Whether `program <help_args>` lists `item` (a subcommand or a flag) as usable. injector's
+/// CLI lists commands still being written with "(not yet available)"; those do not count.
+pub fn help_lists(program: &Path, help_args: &[&str], item: &str) -> Result<bool> {
+    let help = output(Command::new(program).args(help_args))?;
+    Ok(lists(&help, item))
+}
+
+fn lists(help: &str, item: &str) -> bool {
+    help.lines().any(|l| {
+        let l = l.trim_start();
+        l.strip_prefix(item)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with([' ', ',', '\t', '=', '<']))
+            && !l.contains("not yet available")
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn help_listing_counts_only_available_items() {
+        let help = "Commands:\n  serve    Run the daemon\n  doctor   Report features (not yet available)\n\
+                    Options:\n      --lab    Start the demo lab\n      --labels <L>\n";
+        assert!(super::lists(help, "serve"));
+        assert!(!super::lists(help, "doctor"));
+        assert!(super::lists(help, "--lab"));
+        assert!(!super::lists(help, "--la"));
+        assert!(!super::lists(help, "lab"));
+    }
+}

@@ -7,16 +7,15 @@ use std::os::unix::process::CommandExt as _;
 use std::process::Command;
 
 /// The flag of `injector serve` that starts the demo lab (issue 5). `run` passes it as soon as
-/// `injector serve --help` lists it, so the README's command needs no change when the lab lands.
+/// `injector help serve` lists it, so the README's command needs no change when the lab lands.
 pub const LAB_FLAG: &str = "--lab";
 
 pub fn run(extra: &[String]) -> Result<()> {
     setup::setup()?;
     cmd::run(cmd::cargo().args(["build", "--release", "-p", "injector"]))?;
     let bin = cmd::target_dir().join("release/injector");
-    let help = cmd::output(Command::new(&bin).args(["serve", "--help"]))?;
     let mut args = vec!["serve".to_string()];
-    if help.contains(LAB_FLAG) {
+    if cmd::help_lists(&bin, &["help", "serve"], LAB_FLAG)? {
         args.push(LAB_FLAG.to_string());
     } else {
         println!("run: this build of injector has no demo lab yet; starting the daemon alone");

@@ -7,11 +7,15 @@ use std::time::{Duration, Instant};
 
 #[derive(clap::Args)]
 pub struct TestOptions {
-    /// Skip the stock-kernel VM test (for a quick local loop; CI runs it).
+    /// Skip both VM steps (for a quick local loop; CI runs them).
     #[arg(long)]
     pub no_vm: bool,
-    #[command(flatten)]
-    pub vm: vm::VmOptions,
+    /// Skip the provisioning check in the VM (vm-provision), the slowest step.
+    #[arg(long)]
+    pub no_provision: bool,
+    /// Show everything the VMs print.
+    #[arg(long)]
+    pub verbose: bool,
 }
 
 struct Step {
@@ -71,7 +75,14 @@ pub fn test(opts: &TestOptions) -> Result<()> {
     step("scripts", &scripts::check);
     step("tests", &vm::host_tests);
     if !opts.no_vm {
-        step("vm-test", &|| vm::vm_test(&opts.vm));
+        step("vm-test", &|| {
+            vm::vm_test(&vm::VmOptions::all(false, opts.verbose))
+        });
+        if !opts.no_provision {
+            step("vm-provision", &|| {
+                vm::vm_test(&vm::VmOptions::all(true, opts.verbose))
+            });
+        }
     }
     summary(&steps)
 }

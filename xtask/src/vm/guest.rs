@@ -5,20 +5,20 @@ use anyhow::{Result, ensure};
 
 const TAG: &str = "VMTEST: ";
 
-/// What /init does after mounting the usual file systems.
+/// A guest script: set up, run commands one after the other, print the verdict, power off.
 pub struct Plan<'a> {
-    /// Modules to load with modprobe before anything runs; a failure fails the run.
-    pub modules: &'a [&'a str],
+    /// Shell lines run first; a failure there sets `status=1` itself (see [`boot_prelude`]).
+    pub prelude: String,
     /// Each run: a name for the report, then the command line (absolute path first).
     pub runs: Vec<(String, Vec<String>)>,
+    /// How the guest ends once the verdict is printed.
+    pub poweroff: &'a str,
 }
 
-pub fn init_script(plan: &Plan) -> Result<String> {
-    let mut s = String::from(
-        r#"#!/bin/sh
-# Written by `cargo xtask vm-test`; the VMTEST lines are read back by xtask (xtask/src/vm/guest.rs).
-export PATH=/bin:/sbin HOME=/root RUST_BACKTRACE=1
-mount -t proc proc /proc
+/// What an initramfs /init must do itself: mount the file systems a test expects and load
+/// `modules` (a module that fails to load fails the run, by name).
+pub fn boot_prelude(modules: &[&str]) -> String {
+    r#"mount -t proc proc /proc
 mount -t sysfs sys /sys
 mount -t devtmpfs dev /dev
 mount -t bpf bpf /sys/fs/bpf
@@ -26,22 +26,31 @@ mount -t cgroup2 cgroup2 /sys/fs/cgroup
 mount -t tmpfs tmpfs /run
 mount -t tmpfs tmpfs /tmp
 ip link set lo up
-status=0
-echo "VMTEST: kernel $(uname -r)"
 for m in MODULES; do
   modprobe "$m" || { echo "VMTEST: module $m failed to load"; status=1; }
 done
+"#
+    .replace("MODULES", &modules.join(" "))
+}
+
+pub fn script(plan: &Plan) -> Result<String> {
+    let mut s = String::from(
+        r#"#!/bin/sh
+# Written by `cargo xtask vm-test`; the VMTEST lines are read back by xtask (xtask/src/vm/guest.rs).
+export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin HOME=/root RUST_BACKTRACE=1
+status=0
+up() { read -r s _ < /proc/uptime; echo "$s"; }
 run() {
   name=$1; shift
-  echo "VMTEST: run $name"
+  echo "VMTEST: run $name at $(up)"
   "$@"
   rc=$?
-  if [ "$rc" -eq 0 ]; then echo "VMTEST: pass $name"; else echo "VMTEST: fail $name exit=$rc"; status=1; fi
+  if [ "$rc" -eq 0 ]; then echo "VMTEST: pass $name at $(up)"; else echo "VMTEST: fail $name exit=$rc at $(up)"; status=1; fi
 }
-cd /tmp
 "#,
-    )
-    .replace("MODULES", &plan.modules.join(" "));
+    );
+    s.push_str(&plan.prelude);
+    s.push_str("echo \"VMTEST: kernel $(uname -r)\"\ncd /tmp\n");
     for (name, argv) in &plan.runs {
         ensure!(
             !name.contains(char::is_whitespace),
@@ -53,9 +62,10 @@ cd /tmp
     s.push_str(
         r#"if [ "$status" -eq 0 ]; then echo "VMTEST: success"; else echo "VMTEST: failure"; fi
 sync
-poweroff -f
 "#,
     );
+    s.push_str(plan.poweroff);
+    s.push('\n');
     Ok(s)
 }
 
@@ -69,8 +79,27 @@ pub struct Run {
     pub name: String,
     /// None: the run started but never finished (a hang, a panic, a timeout).
     pub exit: Option<i32>,
+    /// Guest uptime at its start and end, in seconds.
+    pub started: Option<f64>,
+    pub ended: Option<f64>,
     /// What it printed, for the report of a failure.
     pub output: Vec<String>,
+}
+
+impl Run {
+    fn new(name: &str, started: Option<f64>) -> Self {
+        Self {
+            name: name.to_string(),
+            exit: None,
+            started,
+            ended: None,
+            output: Vec::new(),
+        }
+    }
+
+    pub fn seconds(&self) -> Option<f64> {
+        Some(self.ended? - self.started?)
+    }
 }
 
 #[derive(Debug, Default, PartialEq)]
@@ -102,45 +131,46 @@ pub fn parse(lines: &[String]) -> Report {
             }
             continue;
         };
-        let msg = msg.trim_end();
-        if let Some(k) = msg.strip_prefix("kernel ") {
-            r.kernel = Some(k.to_string());
-        } else if let Some(m) = msg.strip_prefix("module ") {
-            r.module_failures
-                .push(m.split_whitespace().next().unwrap_or(m).to_string());
-        } else if let Some(name) = msg.strip_prefix("run ") {
-            r.runs.extend(current.take());
-            current = Some(Run {
-                name: name.to_string(),
-                exit: None,
-                output: Vec::new(),
-            });
-        } else if let Some(name) = msg.strip_prefix("pass ") {
-            finish(&mut r, &mut current, name, 0);
-        } else if let Some(rest) = msg.strip_prefix("fail ") {
-            let (name, code) = rest.split_once(" exit=").unwrap_or((rest, "-1"));
-            finish(&mut r, &mut current, name, code.parse().unwrap_or(-1));
-        } else if msg == "success" {
-            r.verdict = Some(true);
-        } else if msg == "failure" {
-            r.verdict = Some(false);
+        let mut words = msg.split_whitespace();
+        let verb = words.next().unwrap_or_default();
+        let rest: Vec<&str> = words.collect();
+        let name = rest.first().copied().unwrap_or_default();
+        // `run NAME at T`, `pass NAME at T`, `fail NAME exit=N at T`
+        let at = rest
+            .iter()
+            .skip_while(|w| **w != "at")
+            .nth(1)
+            .and_then(|t| t.parse().ok());
+        match verb {
+            "kernel" => r.kernel = Some(name.to_string()),
+            "module" => r.module_failures.push(name.to_string()),
+            "run" => {
+                r.runs.extend(current.take());
+                current = Some(Run::new(name, at));
+            }
+            "pass" | "fail" => {
+                let exit = if verb == "pass" {
+                    0
+                } else {
+                    rest.iter()
+                        .find_map(|w| w.strip_prefix("exit=")?.parse().ok())
+                        .unwrap_or(-1)
+                };
+                let mut run = current
+                    .take()
+                    .filter(|c| c.name == name)
+                    .unwrap_or_else(|| Run::new(name, None));
+                run.exit = Some(exit);
+                run.ended = at;
+                r.runs.push(run);
+            }
+            "success" => r.verdict = Some(true),
+            "failure" => r.verdict = Some(false),
+            _ => {}
         }
     }
     r.runs.extend(current.take());
     r
-}
-
-fn finish(r: &mut Report, current: &mut Option<Run>, name: &str, exit: i32) {
-    let mut run = current
-        .take()
-        .filter(|c| c.name == name)
-        .unwrap_or_else(|| Run {
-            name: name.to_string(),
-            exit: None,
-            output: Vec::new(),
-        });
-    run.exit = Some(exit);
-    r.runs.push(run);
 }
 
 #[cfg(test)]
@@ -154,19 +184,20 @@ mod tests {
     #[test]
     fn a_clean_run_passes() {
         let r = parse(&lines(
-            "[    0.0] Linux version 6.1\nVMTEST: kernel 6.1.0-56-cloud-amd64\nVMTEST: run kernel_netem\n\
-             running 3 tests\ntest result: ok\nVMTEST: pass kernel_netem\nVMTEST: success\n",
+            "[    0.0] Linux version 6.1\nVMTEST: kernel 6.1.0-56-cloud-amd64\nVMTEST: run kernel_netem at 3.25\n\
+             running 3 tests\ntest result: ok\nVMTEST: pass kernel_netem at 5.75\nVMTEST: success\n",
         ));
         assert!(r.passed());
         assert_eq!(r.kernel.as_deref(), Some("6.1.0-56-cloud-amd64"));
         assert_eq!(r.runs.len(), 1);
         assert_eq!(r.runs[0].output, ["running 3 tests", "test result: ok"]);
+        assert_eq!(r.runs[0].seconds(), Some(2.5));
     }
 
     #[test]
     fn a_failed_binary_a_failed_module_or_a_missing_verdict_fails() {
         let failed = parse(&lines(
-            "VMTEST: run a\nVMTEST: fail a exit=101\nVMTEST: run b\nVMTEST: pass b\nVMTEST: failure\n",
+            "VMTEST: run a at 1.0\nVMTEST: fail a exit=101 at 2.0\nVMTEST: run b\nVMTEST: pass b\nVMTEST: failure\n",
         ));
         assert!(!failed.passed());
         assert_eq!(failed.runs[0].exit, Some(101));
@@ -196,23 +227,23 @@ mod tests {
 
     #[test]
     fn the_script_quotes_arguments_and_ends_with_the_verdict() {
-        let s = init_script(&Plan {
-            modules: &["sch_netem", "veth"],
+        let s = script(&Plan {
+            prelude: boot_prelude(&["sch_netem", "veth"]),
             runs: vec![(
                 "t".into(),
                 vec!["/tests/t".into(), "--test-threads=1".into(), "it's".into()],
             )],
+            poweroff: "poweroff -f",
         })
         .unwrap();
         assert!(s.contains("for m in sch_netem veth; do"));
         assert!(s.contains(r"run t '/tests/t' '--test-threads=1' 'it'\''s'"));
         assert!(s.trim_end().ends_with("poweroff -f"));
-        assert!(
-            init_script(&Plan {
-                modules: &[],
-                runs: vec![("a b".into(), vec![])]
-            })
-            .is_err()
-        );
+        let bad = Plan {
+            prelude: String::new(),
+            runs: vec![("a b".into(), vec![])],
+            poweroff: "",
+        };
+        assert!(script(&bad).is_err());
     }
 }

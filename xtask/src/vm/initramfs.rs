@@ -11,8 +11,20 @@ use std::path::Path;
 /// Debian's busybox-static; the VM has no C library, so only static programs run there.
 const BUSYBOX: &str = "/bin/busybox";
 const APPLETS: &[&str] = &[
-    "sh", "mount", "umount", "mkdir", "ip", "poweroff", "cat", "ls", "uname", "sleep", "dmesg",
+    "sh",
+    "mount",
+    "umount",
+    "mkdir",
+    "ip",
+    "poweroff",
+    "cat",
+    "ls",
+    "uname",
+    "sleep",
+    "dmesg",
     "sync",
+    "[",
+    "switch_root",
 ];
 
 /// Every qdisc, classifier and action is shipped, so the kernel's own module requests work too.

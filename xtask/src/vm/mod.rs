@@ -11,15 +11,20 @@ mod cpio;
 mod guest;
 mod initramfs;
 mod kernel;
+mod provision;
 mod qemu;
 
 pub use build::host_tests;
 
 use crate::cmd;
 use anyhow::{Context as _, Result, bail};
-use std::path::PathBuf;
-use std::process::Command;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
+
+/// Generous: TCG runs the guest 10 to 50 times slower than the host.
+const TIMEOUT_SECS: u64 = 900;
+
+const DOCTOR: &str = "injector-doctor";
 
 /// Test binaries of `injector` whose names start with this run in the VM by default.
 const KERNEL_TEST_PREFIX: &str = "kernel_";
@@ -52,11 +57,28 @@ pub struct VmOptions {
     #[arg(long)]
     pub filter: Option<String>,
     /// Seconds before the VM is killed.
-    #[arg(long, default_value_t = 900)]
+    #[arg(long, default_value_t = TIMEOUT_SECS)]
     pub timeout: u64,
     /// Show everything the VM prints, not only the VMTEST lines.
     #[arg(long)]
     pub verbose: bool,
+    /// Instead of the tests: boot a Debian 12 image with systemd and run
+    /// vagrant/provision.sh in it, then check Docker, injector.service and the API.
+    #[arg(long)]
+    pub provision: bool,
+}
+
+impl VmOptions {
+    /// Everything, with the default timeout: what `cargo xtask test` runs.
+    pub fn all(provision: bool, verbose: bool) -> Self {
+        Self {
+            tests: Vec::new(),
+            filter: None,
+            timeout: TIMEOUT_SECS,
+            verbose,
+            provision,
+        }
+    }
 }
 
 pub fn vm_dir() -> PathBuf {
@@ -68,6 +90,9 @@ pub fn vm_test(opts: &VmOptions) -> Result<()> {
     std::fs::create_dir_all(&dir)?;
     let kernel = kernel::prepare(&dir)?;
     let built = build::build()?;
+    if opts.provision {
+        return provision::provision(&dir, &kernel, &built.injector, opts);
+    }
     let tests = select(&built.tests, &opts.tests)?;
     if tests.is_empty() {
         println!(
@@ -87,13 +112,14 @@ pub fn vm_test(opts: &VmOptions) -> Result<()> {
     let doctor = has_doctor(&built.injector)?;
     if doctor {
         runs.push((
-            "injector-doctor".to_string(),
+            DOCTOR.to_string(),
             vec!["/bin/injector".into(), "doctor".into(), "--json".into()],
         ));
     }
-    let init = guest::init_script(&guest::Plan {
-        modules: MODULES,
+    let init = guest::script(&guest::Plan {
+        prelude: guest::boot_prelude(MODULES),
         runs,
+        poweroff: "poweroff -f",
     })?;
     let initrd = dir.join("initramfs.cpio");
     initramfs::write(
@@ -120,7 +146,12 @@ pub fn vm_test(opts: &VmOptions) -> Result<()> {
         verbose: opts.verbose,
     })?;
     let report = guest::parse(&serial.lines);
-    summary(&kernel.package, &serial, &report, doctor, &log)
+    let skipped: &[&str] = if doctor {
+        &[]
+    } else {
+        &["injector-doctor (this injector has no doctor command yet)"]
+    };
+    summary(&kernel.package, &serial, &report, &[DOCTOR], skipped, &log)
 }
 
 /// The tests to run: those named, or every kernel_* one. A name that matches nothing is an
@@ -146,34 +177,28 @@ fn select<'a>(all: &'a [build::Exe], names: &[String]) -> Result<Vec<&'a build::
         .collect()
 }
 
-/// `injector doctor` is being written; until the binary has it, the VM skips it (said in the
-/// summary), and from then on its failure fails the run.
-fn has_doctor(injector: &std::path::Path) -> Result<bool> {
-    let help = Command::new(injector)
-        .arg("--help")
-        .output()
-        .context("running injector --help")?;
-    Ok(String::from_utf8_lossy(&help.stdout)
-        .lines()
-        .any(|l| l.trim_start().starts_with("doctor")))
+/// `injector doctor` is being written; until `injector help` lists it as available, the VM
+/// skips it (said in the summary), and from then on its failure fails the run.
+fn has_doctor(injector: &Path) -> Result<bool> {
+    cmd::help_lists(injector, &["help"], "doctor")
 }
 
+/// Prints the one summary of a VM run; an error unless every run passed and the VM powered
+/// off by itself. The output of a failed run is shown, and always that of the runs in `show`.
 fn summary(
     package: &str,
     serial: &qemu::Serial,
     report: &guest::Report,
-    doctor: bool,
-    log: &std::path::Path,
+    show: &[&str],
+    skipped: &[&str],
+    log: &Path,
 ) -> Result<()> {
     println!(
         "\nvm-test summary ({package}, {:.1} s in the VM)",
         serial.elapsed.as_secs_f64()
     );
     if let Some(k) = &report.kernel {
-        println!(
-            "  kernel {k}; modules loaded: {}",
-            MODULES.len() - report.module_failures.len()
-        );
+        println!("  kernel {k}");
     }
     for m in &report.module_failures {
         println!("  FAIL module {m} did not load");
@@ -184,35 +209,37 @@ fn summary(
             Some(code) => format!("FAIL (exit {code})"),
             None => "FAIL (never finished)".to_string(),
         };
-        println!("  {verdict:<16} {}", r.name);
-        if r.name == "injector-doctor" || r.exit != Some(0) {
+        let time = r
+            .seconds()
+            .map(|t| format!("{t:>7.1} s"))
+            .unwrap_or_default();
+        println!("  {verdict:<16} {:<32}{time}", r.name);
+        if show.contains(&r.name.as_str()) || r.exit != Some(0) {
             for l in &r.output {
                 println!("    | {l}");
             }
         }
     }
-    if !doctor {
-        println!("  skipped          injector-doctor (this injector has no doctor command yet)");
+    for s in skipped {
+        println!("  {:<16} {s}", "skipped");
     }
     match serial.end {
         qemu::End::PoweredOff => {}
         qemu::End::Panicked => println!("  FAIL the kernel panicked"),
-        qemu::End::TimedOut => println!(
-            "  FAIL no end after {:.0} s: qemu killed",
-            serial.elapsed.as_secs_f64()
-        ),
+        qemu::End::TimedOut => {
+            println!(
+                "  FAIL no end after {:.0} s: qemu killed",
+                serial.elapsed.as_secs_f64()
+            )
+        }
     }
     if report.passed() && serial.end == qemu::End::PoweredOff {
-        println!(
-            "vm-test: passed ({} test binaries)",
-            report.runs.len() - usize::from(doctor)
-        );
+        println!("vm-test: passed ({} runs)", report.runs.len());
         return Ok(());
     }
     if report.verdict.is_none() {
-        let tail: Vec<_> = serial.lines.iter().rev().take(40).rev().collect();
         println!("  last console lines:");
-        for l in tail {
+        for l in serial.lines.iter().rev().take(40).rev() {
             println!("    | {l}");
         }
         if !serial.qemu_stderr.trim().is_empty() {
