@@ -7,7 +7,7 @@ use aya_ebpf::{
 };
 use injector_common::{
     decide::view,
-    packet::{Bytes, IPPROTO_TCP, Packet, TCP_SYN, parse_ip, v4_mapped},
+    packet::{IPPROTO_TCP, Packet, TCP_SYN, parse_ip, v4_mapped},
     rule::{ACT_DNS, ACT_DROP, ACT_REFUSE, DIR_EGRESS, DIR_INGRESS, DNS_RCODE_DROP, SCOPE_CGROUP},
 };
 
@@ -32,7 +32,7 @@ fn scope(ancestor: impl Fn(i32) -> u64) -> Option<u64> {
         if id == 0 {
             break;
         }
-        if unsafe { CGROUPS.get(&id) }.is_some() {
+        if unsafe { CGROUPS.get(id) }.is_some() {
             found = id;
         }
     }

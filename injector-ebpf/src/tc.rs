@@ -20,7 +20,7 @@ use crate::{
 #[inline(always)]
 pub fn run(ctx: TcContext, hook_ingress: bool) -> i32 {
     let ifindex = unsafe { (*ctx.skb.skb).ifindex };
-    let Some(cfg) = (unsafe { IFACES.get(&ifindex) }) else {
+    let Some(cfg) = (unsafe { IFACES.get(ifindex) }) else {
         return TC_ACT_UNSPEC;
     };
     let b = Skb(&ctx.skb);

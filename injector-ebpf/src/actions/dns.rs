@@ -176,7 +176,7 @@ fn listed(id: u32, names: &NameHashes) -> bool {
         kind: DNS_MATCH_EXACT,
         hash: names.total,
     };
-    if unsafe { DNS_NAMES.get(&exact) }.is_some() {
+    if unsafe { DNS_NAMES.get(exact) }.is_some() {
         return true;
     }
     // `*.suffix` matches names strictly below the suffix: try the suffixes
@@ -191,7 +191,7 @@ fn listed(id: u32, names: &NameHashes) -> bool {
                 kind: DNS_MATCH_SUFFIX,
                 hash: h,
             };
-            if unsafe { DNS_NAMES.get(&k) }.is_some() {
+            if unsafe { DNS_NAMES.get(k) }.is_some() {
                 return true;
             }
         }
@@ -203,7 +203,7 @@ fn listed(id: u32, names: &NameHashes) -> bool {
 #[inline(never)]
 pub fn answer(ctx: &TcContext, p: &Packet, o: &Outcome, hook_ingress: bool) -> i32 {
     if !has_eth(p) {
-        return TC_ACT_SHOT as i32;
+        return TC_ACT_SHOT;
     }
     match build(ctx, p, o.dns_off as usize, o.dns_end as usize, o.dns_rcode) {
         Ok(()) => {
@@ -213,7 +213,7 @@ pub fn answer(ctx: &TcContext, p: &Packet, o: &Outcome, hook_ingress: bool) -> i
             );
             send_back(ctx, hook_ingress)
         }
-        Err(()) => TC_ACT_SHOT as i32,
+        Err(()) => TC_ACT_SHOT,
     }
 }
 

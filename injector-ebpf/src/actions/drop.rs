@@ -3,7 +3,7 @@
 use aya_ebpf::bindings::TC_ACT_SHOT;
 
 /// tc: the packet vanishes; senders see nothing (true silent loss).
-pub const TC: i32 = TC_ACT_SHOT as i32;
+pub const TC: i32 = TC_ACT_SHOT;
 
 /// cgroup_skb egress: 0 would make UDP sendto() fail with EPERM, which no
 /// real network does. 2 ("drop, congestion") becomes NET_XMIT_DROP, which

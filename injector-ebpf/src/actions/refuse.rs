@@ -13,7 +13,7 @@ const ECONNREFUSED: i32 = 111;
 #[inline(never)]
 pub fn bounce_syn(ctx: &TcContext, p: &Packet, hook_ingress: bool) -> i32 {
     if !has_eth(p) {
-        return TC_ACT_SHOT as i32;
+        return TC_ACT_SHOT;
     }
     let built = (|| {
         to_bare_tcp(ctx, p)?;
@@ -33,7 +33,7 @@ pub fn bounce_syn(ctx: &TcContext, p: &Packet, hook_ingress: bool) -> i32 {
             send_back(ctx, hook_ingress)
         }
         // A SYN that cannot be answered is still not let through.
-        Err(()) => TC_ACT_SHOT as i32,
+        Err(()) => TC_ACT_SHOT,
     }
 }
 

@@ -26,7 +26,7 @@ pub fn due(id: u32, r: &Rule, p: &Packet, now: u64) -> bool {
     }
     let key = flow_key(id, p);
     let payload = p.payload_len as u64;
-    match FLOWS.get_ptr_mut(&key) {
+    match FLOWS.get_ptr_mut(key) {
         Some(st) => {
             let st = unsafe { &mut *st };
             let old = r.after_ns != 0 && now.saturating_sub(st.first_ns) >= r.after_ns;
@@ -40,7 +40,7 @@ pub fn due(id: u32, r: &Rule, p: &Packet, now: u64) -> bool {
                 first_ns: now,
                 bytes: payload,
             };
-            let _ = FLOWS.insert(&key, &st, 0);
+            let _ = FLOWS.insert(key, st, 0);
             full
         }
     }
@@ -49,7 +49,7 @@ pub fn due(id: u32, r: &Rule, p: &Packet, now: u64) -> bool {
 #[inline(never)]
 pub fn both(ctx: &TcContext, p: &Packet, hook_ingress: bool) -> i32 {
     if !has_eth(p) {
-        return TC_ACT_SHOT as i32;
+        return TC_ACT_SHOT;
     }
     let fin = if p.tcp_flags & TCP_FIN != 0 { 1 } else { 0 };
     let consumed = p.seq.wrapping_add(p.payload_len as u32).wrapping_add(fin);
@@ -78,6 +78,6 @@ pub fn both(ctx: &TcContext, p: &Packet, hook_ingress: bool) -> i32 {
             debug!(ctx, "reset {}:{} <-> {}", p.sport, p.dport, ifindex);
             send_back(ctx, hook_ingress)
         }
-        Err(()) => TC_ACT_SHOT as i32,
+        Err(()) => TC_ACT_SHOT,
     }
 }

@@ -42,8 +42,17 @@ impl Presence {
         let file = lock_file()?;
         let alone = flock(&file, libc::LOCK_EX)?;
         if !alone {
-            // Wait for a shared slot (never held long exclusively).
+            // The exclusive lock is held only while someone cleans up; wait
+            // for that, but never forever (an `injector cleanup` stuck on a
+            // hung netlink call must not hang every daemon).
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
             while !flock(&file, libc::LOCK_SH)? {
+                if std::time::Instant::now() >= deadline {
+                    tracing::warn!(
+                        "{RUN_DIR}/dataplane.lock stays exclusively held; going on without it"
+                    );
+                    break;
+                }
                 std::thread::sleep(std::time::Duration::from_millis(10));
             }
         }
