@@ -176,7 +176,7 @@ fn listed(id: u32, names: &NameHashes) -> bool {
         kind: DNS_MATCH_EXACT,
         hash: names.total,
     };
-    if unsafe { DNS_NAMES.get(exact) }.is_some() {
+    if unsafe { DNS_NAMES.get(&exact) }.is_some() {
         return true;
     }
     // `*.suffix` matches names strictly below the suffix: try the suffixes
@@ -191,7 +191,7 @@ fn listed(id: u32, names: &NameHashes) -> bool {
                 kind: DNS_MATCH_SUFFIX,
                 hash: h,
             };
-            if unsafe { DNS_NAMES.get(k) }.is_some() {
+            if unsafe { DNS_NAMES.get(&k) }.is_some() {
                 return true;
             }
         }

@@ -26,7 +26,7 @@ pub fn due(id: u32, r: &Rule, p: &Packet, now: u64) -> bool {
     }
     let key = flow_key(id, p);
     let payload = p.payload_len as u64;
-    match FLOWS.get_ptr_mut(key) {
+    match FLOWS.get_ptr_mut(&key) {
         Some(st) => {
             let st = unsafe { &mut *st };
             let old = r.after_ns != 0 && now.saturating_sub(st.first_ns) >= r.after_ns;
@@ -40,7 +40,7 @@ pub fn due(id: u32, r: &Rule, p: &Packet, now: u64) -> bool {
                 first_ns: now,
                 bytes: payload,
             };
-            let _ = FLOWS.insert(key, st, 0);
+            let _ = FLOWS.insert(&key, &st, 0);
             full
         }
     }
