@@ -15,25 +15,10 @@ use std::{
 
 use common::*;
 use injector::{
-    faults::Attributes,
     kernel::{DataPlane, KernelProxy},
-    model::{Stream, Target, Toxic},
+    model::{Stream, Target},
 };
-use serde_json::{Value, json};
-
-fn toxic(kind: &str, stream: Stream, attrs: Value) -> Toxic {
-    let mut attributes = Attributes::new(kind).expect("known type");
-    attributes.merge(attrs.as_object().unwrap()).unwrap();
-    Toxic {
-        name: format!("{kind}_{stream:?}"),
-        stream,
-        stream_raw: format!("{stream:?}").to_lowercase(),
-        toxicity: 1.0,
-        attributes,
-        ttl_ms: None,
-        expires_at: None,
-    }
-}
+use serde_json::json;
 
 async fn dp() -> Arc<DataPlane> {
     require_root();

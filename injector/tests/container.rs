@@ -8,25 +8,10 @@ use std::{io::ErrorKind, net::SocketAddr, time::Duration};
 
 use common::*;
 use injector::{
-    faults::Attributes,
     kernel::{DataPlane, KernelProxy},
-    model::{Stream, Target, Toxic},
+    model::{Stream, Target},
 };
 use serde_json::json;
-
-fn toxic(kind: &str, stream: Stream) -> Toxic {
-    let mut attributes = Attributes::new(kind).unwrap();
-    attributes.merge(json!({}).as_object().unwrap()).unwrap();
-    Toxic {
-        name: kind.into(),
-        stream,
-        stream_raw: "downstream".into(),
-        toxicity: 1.0,
-        attributes,
-        ttl_ms: None,
-        expires_at: None,
-    }
-}
 
 fn wait_listening(to: SocketAddr) {
     for _ in 0..100 {
@@ -59,7 +44,7 @@ async fn a_container_targeted_by_name_refuses_while_its_neighbour_serves() {
     )
     .await
     .expect("resolve the container by name");
-    p.set_toxics(&[toxic("refuse", Stream::Upstream)])
+    p.set_toxics(&[toxic("refuse", Stream::Upstream, json!({}))])
         .await
         .unwrap();
     let r = connect(a, Duration::from_secs(2));
@@ -70,7 +55,7 @@ async fn a_container_targeted_by_name_refuses_while_its_neighbour_serves() {
     let mut s = connect(b, Duration::from_secs(2)).expect("the other container still serves");
     echo_round(&mut s, 100).unwrap();
 
-    p.set_toxics(&[toxic("blackhole", Stream::Upstream)])
+    p.set_toxics(&[toxic("blackhole", Stream::Upstream, json!({}))])
         .await
         .unwrap();
     let r = connect(a, Duration::from_millis(700));

@@ -65,19 +65,11 @@ async fn a_fault_expires_in_the_kernel_while_the_daemon_is_stopped() {
     assert_eq!(listed, "[]");
 }
 
-fn toxic(kind: &str, name: &str) -> injector::model::Toxic {
-    let mut a = injector::faults::Attributes::new(kind).unwrap();
-    a.merge(json!({"probability": 1.0}).as_object().unwrap())
-        .unwrap();
-    injector::model::Toxic {
-        name: name.into(),
-        stream: injector::model::Stream::Upstream,
-        stream_raw: "upstream".into(),
-        toxicity: 1.0,
-        attributes: a,
-        ttl_ms: None,
-        expires_at: None,
-    }
+/// A toxic named `name`: toxic names key the engine's rules.
+fn named(kind: &str, name: &str, attrs: serde_json::Value) -> injector::model::Toxic {
+    let mut t = toxic(kind, injector::model::Stream::Upstream, attrs);
+    t.name = name.into();
+    t
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -89,10 +81,10 @@ async fn ten_thousand_rules_install_and_still_match_exactly() {
     let dp = injector::kernel::DataPlane::load().await.unwrap();
     let target = injector::model::Target::Netns(pair.ns.name.clone());
     let toxics = [
-        toxic("loss", "a"),
-        toxic("reset", "b"),
-        toxic("noop", "c"),
-        toxic("blackhole", "d"),
+        named("loss", "a", json!({"probability": 1.0})),
+        named("reset", "b", json!({})),
+        named("noop", "c", json!({})),
+        named("blackhole", "d", json!({})),
     ];
     // 2,500 upstreams of 4 rules each, on one interface: 10,000 rules.
     let mut proxies = Vec::new();
@@ -109,7 +101,9 @@ async fn ten_thousand_rules_install_and_still_match_exactly() {
     let mut cut = injector::kernel::KernelProxy::start(&dp, "cut", &sink.addr.to_string(), &target)
         .await
         .unwrap();
-    cut.set_toxics(&[toxic("blackhole", "d")]).await.unwrap();
+    cut.set_toxics(&[named("blackhole", "d", json!({}))])
+        .await
+        .unwrap();
     assert_eq!(dp.rule_count().await, 10_001);
     let src = SocketAddr::new(pair.ns_v4.into(), 0);
     let (a, b) = (sink.addr, other.addr);

@@ -18,26 +18,10 @@ use std::{
 
 use common::*;
 use injector::{
-    faults::Attributes,
     kernel::{DataPlane, KernelProxy, features},
     model::{Stream, Target, Toxic},
 };
-use serde_json::{Value, json};
-
-fn toxic(kind: &str, stream: Stream, attrs: Value) -> Toxic {
-    let mut attributes = Attributes::new(kind).expect("known type");
-    attributes.merge(attrs.as_object().unwrap()).unwrap();
-    attributes.validate().unwrap();
-    Toxic {
-        name: format!("{kind}_{stream:?}"),
-        stream,
-        stream_raw: format!("{stream:?}").to_lowercase(),
-        toxicity: 1.0,
-        attributes,
-        ttl_ms: None,
-        expires_at: None,
-    }
-}
+use serde_json::json;
 
 async fn setup() -> (Arc<DataPlane>, Pair) {
     require_root();

@@ -541,3 +541,25 @@ impl Drop for Container {
             .output();
     }
 }
+
+/// A toxic as the API would build it, for driving `KernelProxy` directly.
+pub fn toxic(
+    kind: &str,
+    stream: injector::model::Stream,
+    attrs: serde_json::Value,
+) -> injector::model::Toxic {
+    let mut attributes = injector::faults::Attributes::new(kind).expect("known type");
+    attributes
+        .merge(attrs.as_object().expect("attributes object"))
+        .unwrap();
+    attributes.validate().unwrap();
+    injector::model::Toxic {
+        name: format!("{kind}_{stream:?}"),
+        stream,
+        stream_raw: format!("{stream:?}").to_lowercase(),
+        toxicity: 1.0,
+        attributes,
+        ttl_ms: None,
+        expires_at: None,
+    }
+}
