@@ -11,6 +11,7 @@ pub mod cli;
 pub mod config;
 pub mod engine;
 pub mod error;
+pub mod experiment;
 pub mod faults;
 pub mod kernel;
 pub mod model;

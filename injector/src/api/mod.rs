@@ -10,6 +10,7 @@
 
 pub mod error;
 pub mod events;
+pub mod experiments;
 pub mod json;
 pub mod metrics;
 pub mod openapi;
@@ -43,6 +44,7 @@ pub struct Api {
     pub engine: Arc<Engine>,
     /// When set, every request must carry `Authorization: Bearer <token>`.
     pub token: Option<String>,
+    pub experiments: experiments::Experiments,
 }
 
 /// The whole API as an axum router, open to any local client.
@@ -52,9 +54,11 @@ pub fn router(engine: Arc<Engine>) -> Router {
 
 /// The API behind a bearer token (issue 7: required off loopback).
 pub fn router_with_token(engine: Arc<Engine>, token: Option<String>) -> Router {
-    Router::new()
-        .fallback(dispatch)
-        .with_state(Arc::new(Api { engine, token }))
+    Router::new().fallback(dispatch).with_state(Arc::new(Api {
+        engine,
+        token,
+        experiments: Default::default(),
+    }))
 }
 
 /// Compares in time independent of where the first difference is.
@@ -85,6 +89,10 @@ pub enum Route {
     Metrics,
     Events,
     OpenApi,
+    Experiments,
+    Experiment(String),
+    /// `log.md`, `log.json` or `chart.svg` of one experiment.
+    ExperimentFile(String, String),
 }
 
 impl Route {
@@ -104,6 +112,11 @@ impl Route {
             ["proxies", p] => Route::Proxy(var(p)?),
             ["proxies", p, "toxics"] => Route::Toxics(var(p)?),
             ["proxies", p, "toxics", t] => Route::Toxic(var(p)?, var(t)?),
+            ["experiments"] => Route::Experiments,
+            ["experiments", id] => Route::Experiment(var(id)?),
+            ["experiments", id, f @ ("log.md" | "log.json" | "chart.svg")] => {
+                Route::ExperimentFile(var(id)?, f.to_string())
+            }
             _ => return None,
         })
     }
@@ -115,7 +128,11 @@ impl Route {
             Route::Proxy(_) | Route::Toxic(..) => {
                 m == Method::GET || m == Method::POST || m == Method::PATCH || m == Method::DELETE
             }
-            Route::Version | Route::Events | Route::OpenApi => m == Method::GET,
+            Route::Version | Route::Events | Route::OpenApi | Route::ExperimentFile(..) => {
+                m == Method::GET
+            }
+            Route::Experiments => m == Method::GET || m == Method::POST,
+            Route::Experiment(_) => m == Method::GET || m == Method::DELETE,
             // ToxiProxy registers /metrics without a method restriction.
             Route::Metrics => true,
         }
@@ -306,6 +323,11 @@ async fn handle(
         },
         Route::Toxics(p) if method == Method::GET => toxics::index(e, &p).await,
         Route::Toxics(p) => toxics::create(e, &p, body).await,
+        Route::Experiments if method == Method::GET => Ok(experiments::index(&api.experiments)),
+        Route::Experiments => experiments::create(e, &api.experiments, body).await,
+        Route::Experiment(id) if method == Method::GET => experiments::show(&api.experiments, &id),
+        Route::Experiment(id) => experiments::delete(&api.experiments, &id).await,
+        Route::ExperimentFile(id, f) => experiments::file(&api.experiments, &id, &f),
         Route::Toxic(p, t) => match *method {
             Method::GET => toxics::show(e, &p, &t).await,
             Method::DELETE => toxics::delete(e, &p, &t).await,

@@ -165,6 +165,25 @@ pub fn document() -> Value {
                 "ttl_ms": {"type": "integer", "minimum": 0, "description": "Remove the toxic after this many ms (0: never)."}
             }
         },
+        "ExperimentSummary": {
+            "type": "object",
+            "properties": {
+                "id": {"type": "string"}, "name": {"type": "string"},
+                "state": {"type": "string", "enum": ["starting", "baseline", "running", "rolling_back", "verifying", "held", "broke", "aborted", "refused"]},
+                "reason": {"type": "string", "nullable": true},
+                "started_unix_ms": {"type": "integer"}, "elapsed_ms": {"type": "number"}
+            }
+        },
+        "Experiment": {
+            "type": "object",
+            "description": "ExperimentSummary plus, in this order: hypothesis, blast_radius, abort, method, rollback, result (verdicts, detection window), then steady_state, phases, faults, stats, series (SLI buckets) and log.",
+            "properties": {
+                "id": {"type": "string"}, "state": {"type": "string"},
+                "hypothesis": {"type": "object"}, "blast_radius": {"type": "object"}, "abort": {"type": "object"},
+                "method": {"type": "array", "items": {"type": "object"}}, "result": {"type": "object"},
+                "series": {"type": "object"}, "log": {"type": "array", "items": {"type": "object"}}
+            }
+        },
         "ToxicUpdate": {
             "type": "object",
             "description": "Attributes are merged field by field; name, type and stream are ignored.",
@@ -183,7 +202,7 @@ pub fn document() -> Value {
             "title": "injector",
             "version": env!("CARGO_PKG_VERSION"),
             "description": "ToxiProxy 2.12's REST API (quirks included), plus kernel-native proxies, \
-                            kernel fault types, toxic ttl, /events and /openapi.json. \
+                            kernel fault types, toxic ttl, /events, /experiments and /openapi.json. \
                             Differences: docs/toxiproxy-differences.md."
         },
         "paths": {
@@ -220,6 +239,21 @@ pub fn document() -> Value {
             },
             "/metrics": {"get": {"summary": "Prometheus text (any method)", "responses": {"200": {"description": "text/plain; version=0.0.4", "content": {"text/plain; version=0.0.4; charset=utf-8": {"schema": {"type": "string"}}}}}}},
             "/events": {"get": {"summary": "Fault changes as server-sent events", "responses": {"200": {"description": "data: {\"kind\",\"proxy\",\"toxic\",\"at_ms\"}", "content": {"text/event-stream": {"schema": {"type": "string"}}}}}}},
+            "/experiments": {
+                "get": {"summary": "Experiments run by this daemon", "responses": {"200": json_response("Experiments", json!({"type": "array", "items": r("ExperimentSummary")}))}},
+                "post": {"summary": "Start an experiment; the body is a policy (see policies/)", "requestBody": {"required": true, "content": {
+                    "application/toml": {"schema": {"type": "string"}},
+                    "application/json": {"schema": {"type": "object"}}}},
+                    "responses": {"201": json_response("Started", r("ExperimentSummary")), "400": error_response("invalid policy (each problem as policy:line:column: ...), or command probes"), "409": error_response("another experiment is running on one of its proxies")}}
+            },
+            "/experiments/{id}": {
+                "parameters": [param("id")],
+                "get": {"summary": "State, verdicts and SLI series", "responses": {"200": json_response("The experiment", r("Experiment")), "404": error_response("experiment not found")}},
+                "delete": {"summary": "Abort and roll back; answers when the rollback is done", "responses": {"200": json_response("The experiment, finished", r("Experiment")), "404": error_response("experiment not found"), "503": error_response("the rollback is still running")}}
+            },
+            "/experiments/{id}/log.md": {"parameters": [param("id")], "get": {"summary": "The written log (Markdown)", "responses": {"200": {"description": "Markdown", "content": {"text/markdown; charset=utf-8": {"schema": {"type": "string"}}}}, "404": error_response("experiment not found")}}},
+            "/experiments/{id}/log.json": {"parameters": [param("id")], "get": {"summary": "The written log (JSON)", "responses": {"200": json_response("The experiment", r("Experiment")), "404": error_response("experiment not found")}}},
+            "/experiments/{id}/chart.svg": {"parameters": [param("id")], "get": {"summary": "Success rate and latency over time, faults shaded", "responses": {"200": {"description": "SVG", "content": {"image/svg+xml": {"schema": {"type": "string"}}}}, "404": error_response("experiment not found")}}},
             "/openapi.json": {"get": {"summary": "This document", "responses": {"200": json_response("OpenAPI 3", json!({"type": "object"}))}}}
         },
         "components": {
@@ -264,6 +298,8 @@ mod tests {
             "/metrics",
             "/events",
             "/openapi.json",
+            "/experiments",
+            "/experiments/{id}",
         ] {
             assert!(paths.contains_key(templ), "{templ} is not documented");
         }

@@ -7,6 +7,7 @@ mod client;
 mod doctor;
 mod pending;
 mod proxies;
+mod run;
 mod serve;
 mod table;
 mod toxics;
@@ -15,7 +16,7 @@ use std::{ffi::OsString, process::ExitCode};
 
 use clap::{ArgAction, Parser, Subcommand};
 
-pub use client::Client;
+pub use client::{Client, seg};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -77,8 +78,9 @@ pub enum Command {
     Cleanup,
     /// Build or tear down a practice lab (not yet available).
     Lab(pending::Rest),
-    /// Run an experiment file (not yet available).
-    Run(pending::Rest),
+    /// Run an experiment policy file against the daemon; exit 0 if the
+    /// hypothesis held, 1 if it broke, 2 if aborted or refused.
+    Run(run::RunArgs),
     /// Follow fault activity live (not yet available).
     Watch(pending::Rest),
 }
@@ -130,7 +132,7 @@ pub fn main() -> ExitCode {
         }
     };
     match runtime.block_on(run(cli)) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(e) => {
             eprintln!("{e:#}");
             ExitCode::FAILURE
@@ -138,9 +140,12 @@ pub fn main() -> ExitCode {
     }
 }
 
-async fn run(cli: Cli) -> anyhow::Result<()> {
+async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let client = || Client::new(&cli.host, cli.token.clone());
     let json = cli.json;
+    if let Command::Run(ref args) = cli.command {
+        return Ok(run::run(args, &cli.host, cli.token.clone(), json).await);
+    }
     match cli.command {
         Command::Serve(args) => serve::serve(args).await,
         Command::List => proxies::list(&client()?, json).await,
@@ -152,9 +157,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Doctor => doctor::doctor(json).await,
         Command::Cleanup => cleanup::cleanup(json).await,
         Command::Lab(_) => pending::not_yet("lab"),
-        Command::Run(_) => pending::not_yet("run"),
+        Command::Run(_) => unreachable!("handled above"),
         Command::Watch(_) => pending::not_yet("watch"),
     }
+    .map(|()| ExitCode::SUCCESS)
 }
 
 #[cfg(test)]
