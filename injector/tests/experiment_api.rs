@@ -95,7 +95,11 @@ fn post_runs_an_experiment_and_get_shows_its_state_series_and_log() {
         if let Some(t) = toxics(&d, "orders").into_iter().next() {
             break t;
         }
-        assert!(Instant::now() < deadline, "the toxic never appeared");
+        assert!(
+            Instant::now() < deadline,
+            "the toxic never appeared: {}",
+            d.get(&format!("/experiments/{id}")).text()
+        );
         thread::sleep(Duration::from_millis(30));
     };
     assert!(toxic["ttl_ms"].as_u64().unwrap() <= 30_000, "{toxic}");
@@ -152,7 +156,11 @@ duration = "25s"
     let id = r.json()["id"].as_str().unwrap().to_string();
     let deadline = Instant::now() + Duration::from_secs(10);
     while toxics(&d, "orders").is_empty() {
-        assert!(Instant::now() < deadline, "the toxic never appeared");
+        assert!(
+            Instant::now() < deadline,
+            "the toxic never appeared: {}",
+            d.get(&format!("/experiments/{id}")).text()
+        );
         thread::sleep(Duration::from_millis(30));
     }
     assert_eq!(toxics(&d, "orders")[0]["toxicity"], 0.2);

@@ -25,8 +25,10 @@ use crate::experiment::{
 
 #[derive(Args, Debug)]
 pub struct RunArgs {
-    /// The policy file (TOML; JSON when it starts with `{`).
-    pub policy: PathBuf,
+    /// The policy file (TOML; JSON when it starts with `{`); several with
+    /// --check.
+    #[arg(required = true, num_args = 1..)]
+    pub policy: Vec<PathBuf>,
     /// The daemon to run against (default: -h/--host, TOXIPROXY_URL, or
     /// http://localhost:8474).
     #[arg(long)]
@@ -49,39 +51,66 @@ fn stamp() -> String {
     report::rfc3339(secs * 1000).replace(['-', ':'], "")
 }
 
-pub async fn run(
-    args: &RunArgs,
-    default_host: &str,
-    token: Option<String>,
-    json: bool,
-) -> ExitCode {
-    let shown = args.policy.display().to_string();
-    let text = match std::fs::read_to_string(&args.policy) {
+fn load(path: &std::path::Path) -> Option<Policy> {
+    let shown = path.display().to_string();
+    let text = match std::fs::read_to_string(path) {
         Ok(t) => t,
         Err(e) => {
             eprintln!("injector run: cannot read {shown}: {e}");
-            return ExitCode::from(REFUSED);
+            return None;
         }
     };
-    let policy = match Policy::parse(&shown, &text) {
-        Ok(p) => p,
+    match Policy::parse(&shown, &text) {
+        Ok(p) => Some(p),
         Err(e) => {
             eprintln!("{e}");
             eprintln!("injector run: {shown} is not a valid policy; nothing was injected");
-            return ExitCode::from(REFUSED);
+            None
         }
-    };
-    if args.check {
+    }
+}
+
+/// `--check`: validates every file, injects nothing.
+fn check(paths: &[PathBuf]) -> ExitCode {
+    let mut ok = true;
+    for path in paths {
+        let Some(policy) = load(path) else {
+            ok = false;
+            continue;
+        };
         println!(
-            "{shown}: ok: {} probe(s), {} step(s), method {}, blast radius {} for at most {}",
+            "{}: ok: {} probe(s), {} step(s), method {}, blast radius {} for at most {}",
+            path.display(),
             policy.steady_state.probes.len(),
             policy.method.len(),
             show_duration(policy.method_duration()),
             policy.blast_radius.proxies.join(", "),
             show_duration(policy.blast_radius.max_duration)
         );
-        return ExitCode::SUCCESS;
     }
+    if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(REFUSED)
+    }
+}
+
+pub async fn run(
+    args: &RunArgs,
+    default_host: &str,
+    token: Option<String>,
+    json: bool,
+) -> ExitCode {
+    if args.check {
+        return check(&args.policy);
+    }
+    let [path] = args.policy.as_slice() else {
+        eprintln!("injector run: give one policy file (several only with --check)");
+        return ExitCode::from(REFUSED);
+    };
+    let Some(policy) = load(path) else {
+        return ExitCode::from(REFUSED);
+    };
     let host = args.host.as_deref().unwrap_or(default_host);
     let client = match Client::new(host, token) {
         Ok(c) => c,

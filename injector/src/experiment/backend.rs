@@ -3,7 +3,7 @@
 //! `injector run` does). Both speak the same ToxiProxy semantics, so one
 //! runner drives either.
 
-use std::sync::Arc;
+use std::{sync::Arc, time::Duration};
 
 use hyper::Method;
 use serde_json::{Map, Value, json};
@@ -39,6 +39,20 @@ pub enum Gone {
     Absent,
 }
 
+/// Longer than the daemon's own 25 s handler limit: a daemon that does not
+/// answer by then is not going to.
+const CALL_TIMEOUT: Duration = Duration::from_secs(30);
+
+async fn call(c: &Client, method: Method, path: &str, body: Option<&Value>) -> Result<(), String> {
+    match tokio::time::timeout(CALL_TIMEOUT, c.call(method, path, body)).await {
+        Ok(r) => r.map(drop).map_err(|e| format!("{e:#}")),
+        Err(_) => Err(format!(
+            "the daemon did not answer within {}s",
+            CALL_TIMEOUT.as_secs()
+        )),
+    }
+}
+
 fn absent(message: &str) -> bool {
     message.contains("not found")
 }
@@ -54,11 +68,9 @@ impl Backend {
     pub async fn proxy_exists(&self, name: &str) -> Result<bool, String> {
         let r = match self {
             Backend::Engine(e) => e.get(name).await.map(drop).map_err(|e| e.message),
-            Backend::Http(c) => c
-                .call(Method::GET, &format!("/proxies/{}", seg(name)), None)
-                .await
-                .map(drop)
-                .map_err(|e| e.to_string()),
+            Backend::Http(c) => {
+                call(c, Method::GET, &format!("/proxies/{}", seg(name)), None).await
+            }
         };
         match r {
             Ok(()) => Ok(true),
@@ -88,10 +100,7 @@ impl Backend {
                 if let Some(t) = &p.target {
                     body["target"] = t.to_json();
                 }
-                c.call(Method::POST, "/proxies", Some(&body))
-                    .await
-                    .map(drop)
-                    .map_err(|e| e.to_string())
+                call(c, Method::POST, "/proxies", Some(&body)).await
             }
         }
     }
@@ -99,11 +108,9 @@ impl Backend {
     pub async fn delete_proxy(&self, name: &str) -> Result<Gone, String> {
         let r = match self {
             Backend::Engine(e) => e.delete(name).await.map_err(|e| e.message),
-            Backend::Http(c) => c
-                .call(Method::DELETE, &format!("/proxies/{}", seg(name)), None)
-                .await
-                .map(drop)
-                .map_err(|e| e.to_string()),
+            Backend::Http(c) => {
+                call(c, Method::DELETE, &format!("/proxies/{}", seg(name)), None).await
+            }
         };
         gone(r)
     }
@@ -134,14 +141,13 @@ impl Backend {
                     "attributes": t.attributes,
                     "ttl_ms": t.ttl_ms,
                 });
-                c.call(
+                call(
+                    c,
                     Method::POST,
                     &format!("/proxies/{}/toxics", seg(proxy)),
                     Some(&body),
                 )
                 .await
-                .map(drop)
-                .map_err(|e| e.to_string())
             }
         }
     }
@@ -162,30 +168,30 @@ impl Backend {
                     .map(drop)
                     .map_err(|e| e.message)
             }
-            Backend::Http(c) => c
-                .call(
+            Backend::Http(c) => {
+                call(
+                    c,
                     Method::POST,
                     &format!("/proxies/{}/toxics/{}", seg(proxy), seg(name)),
                     Some(&body),
                 )
                 .await
-                .map(drop)
-                .map_err(|e| e.to_string()),
+            }
         }
     }
 
     pub async fn remove_toxic(&self, proxy: &str, name: &str) -> Result<Gone, String> {
         let r = match self {
             Backend::Engine(e) => e.remove_toxic(proxy, name).await.map_err(|e| e.message),
-            Backend::Http(c) => c
-                .call(
+            Backend::Http(c) => {
+                call(
+                    c,
                     Method::DELETE,
                     &format!("/proxies/{}/toxics/{}", seg(proxy), seg(name)),
                     None,
                 )
                 .await
-                .map(drop)
-                .map_err(|e| e.to_string()),
+            }
         };
         gone(r)
     }

@@ -30,6 +30,8 @@ enum Stop {
 
 /// How often the abort conditions are judged while waiting.
 const TICK: Duration = Duration::from_millis(50);
+/// A failed rollback action is tried once more after this.
+const RETRY: Duration = Duration::from_millis(500);
 
 struct Run {
     policy: Arc<Policy>,
@@ -234,10 +236,14 @@ impl Run {
             }
         }
         for p in self.policy.created_proxies() {
-            if let Ok(true) = self.backend.proxy_exists(&p).await {
-                return Err(format!(
-                    "proxy {p:?} already exists and the method would create it; nothing was injected"
-                ));
+            match self.backend.proxy_exists(&p).await {
+                Ok(false) => {}
+                Ok(true) => {
+                    return Err(format!(
+                        "proxy {p:?} already exists and the method would create it; nothing was injected"
+                    ));
+                }
+                Err(e) => return Err(format!("cannot check proxy {p:?}: {e}")),
             }
         }
         Ok(())
@@ -546,8 +552,13 @@ impl Run {
         }
         let created: Vec<String> = self.created.iter().rev().cloned().collect();
         for (proxy, toxic) in undo {
-            // A proxy about to be deleted takes its toxics with it.
-            let r = self.backend.remove_toxic(&proxy, &toxic).await;
+            let mut r = self.backend.remove_toxic(&proxy, &toxic).await;
+            if r.is_err() {
+                // One more try: a daemon busy for a moment is no reason to
+                // leave a fault until its ttl.
+                tokio::time::sleep(RETRY).await;
+                r = self.backend.remove_toxic(&proxy, &toxic).await;
+            }
             self.close_window(&proxy, &toxic);
             match r {
                 Ok(Gone::Removed) => {
@@ -565,7 +576,12 @@ impl Run {
             }
         }
         for proxy in created {
-            match self.backend.delete_proxy(&proxy).await {
+            let mut r = self.backend.delete_proxy(&proxy).await;
+            if r.is_err() {
+                tokio::time::sleep(RETRY).await;
+                r = self.backend.delete_proxy(&proxy).await;
+            }
+            match r {
                 Ok(_) => self.note(format!("rollback: deleted proxy {proxy:?}")),
                 Err(e) => {
                     ok = false;

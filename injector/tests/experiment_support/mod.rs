@@ -169,7 +169,7 @@ name = "shop"
 type = "http"
 url = "http://{via}/checkout"
 expect_status = 200
-slis = ["success_rate >= 99%", "p95 < 500ms"]
+slis = ["success_rate >= 99%", "p95 < 2s"]
 
 [hypothesis]
 text = "the shop keeps answering"
