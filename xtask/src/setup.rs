@@ -145,7 +145,7 @@ fn apt_packages(llvm_major: u32) -> Result<()> {
         .map(|p| format!("{p}-{llvm_major}-dev"))
         .collect();
     wanted.extend(TOOLS.iter().map(|s| s.to_string()));
-    if !cmd::on_path("dpkg-query") {
+    if cmd::which("dpkg-query").is_none() {
         println!(
             "setup: not a Debian or Ubuntu system; install these yourself: {}",
             wanted.join(" ")
@@ -222,7 +222,7 @@ fn bpf_linker(llvm_major: u32) -> Result<()> {
             ])
             .env("LLVM_PREFIX", format!("/usr/lib/llvm-{llvm_major}")),
     )?;
-    if !cmd::on_path("bpf-linker") {
+    if cmd::which("bpf-linker").is_none() {
         bail!("bpf-linker was installed but is not on PATH: add ~/.cargo/bin to PATH");
     }
     Ok(())
@@ -231,8 +231,8 @@ fn bpf_linker(llvm_major: u32) -> Result<()> {
 /// The LLVM major bpf-linker links: from its shared libLLVM, else from the feature cargo
 /// installed it with (a statically linked build).
 fn bpf_linker_llvm_major() -> Result<u32> {
-    let path = cmd::output(Command::new("sh").args(["-c", "command -v bpf-linker"]))?;
-    let ldd = cmd::output(Command::new("ldd").arg(path.trim())).unwrap_or_default();
+    let path = cmd::which("bpf-linker").context("bpf-linker is not on PATH")?;
+    let ldd = cmd::output(Command::new("ldd").arg(&path)).unwrap_or_default();
     if let Some(m) = llvm_major_from_ldd(&ldd) {
         return Ok(m);
     }
