@@ -39,6 +39,7 @@ pub struct KernelProxy {
     selector: Selector,
     /// The upstream is the target itself.
     inside: bool,
+    upstream: String,
     toxics: Vec<(Toxic, Applied)>,
     /// Refuse + reset rules while the proxy is disabled.
     disabled: Option<Applied>,
@@ -90,6 +91,7 @@ impl KernelProxy {
             target,
             selector,
             inside,
+            upstream: upstream.to_string(),
             toxics: Vec::new(),
             disabled: None,
         })
@@ -222,18 +224,17 @@ impl KernelProxy {
     fn spec(&self, dir: u32, mut rule: Rule, selected: bool) -> RuleSpec {
         let mut prefixes = Vec::new();
         if selected {
-            if let Some(port) = self.selector.port {
+            if let Some((lo, hi)) = self.selector.ports {
                 if self.inside {
-                    rule.lport_lo = port;
-                    rule.lport_hi = port;
+                    (rule.lport_lo, rule.lport_hi) = (lo, hi);
                 } else {
-                    rule.rport_lo = port;
-                    rule.rport_hi = port;
+                    (rule.rport_lo, rule.rport_hi) = (lo, hi);
                 }
             }
             if !self.inside {
                 prefixes = self.selector.prefixes.clone();
             }
+            rule.protos &= self.selector.protos;
         }
         RuleSpec {
             dir,
@@ -254,7 +255,7 @@ impl KernelProxy {
                 plan.reapers.push(ReapSpec {
                     cgroup: path.clone(),
                     prefixes: self.selector.prefixes.clone(),
-                    remote_port: self.selector.port,
+                    remote_ports: self.selector.ports,
                     after_ms: r.after_ns / 1_000_000,
                     after_bytes: r.after_bytes,
                     toxicity: if r.flags & FLAG_PER_FLOW != 0 {
@@ -382,7 +383,7 @@ impl KernelProxy {
                         }
                         continue;
                     }
-                    if self.selector.port.is_none() {
+                    if self.selector.ports.is_none() {
                         dns_port(&mut r, self.inside);
                     }
                 }
@@ -406,6 +407,13 @@ impl KernelProxy {
                 spec.dns = dns.clone();
                 out.rules.push(spec);
             }
+        }
+        if out.rules.iter().any(|s| s.rule.protos == 0) {
+            return Err(ApiError::bad_request(format!(
+                "toxic type {} acts on protocols the upstream {:?} does not select",
+                t.kind(),
+                self.upstream
+            )));
         }
         Ok(out)
     }

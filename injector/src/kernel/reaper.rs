@@ -22,7 +22,7 @@ pub const PERIOD: Duration = Duration::from_millis(50);
 pub struct ReapSpec {
     pub cgroup: PathBuf,
     pub prefixes: Vec<Prefix>,
-    pub remote_port: Option<u16>,
+    pub remote_ports: Option<(u16, u16)>,
     pub after_ms: u64,
     pub after_bytes: u64,
     /// Share of connections affected (ToxiProxy toxicity), decided per
@@ -61,8 +61,8 @@ fn subtree_ids(root: &Path) -> HashSet<u64> {
 }
 
 fn selected(spec: &ReapSpec, s: &sockdiag::TcpSock) -> bool {
-    if let Some(p) = spec.remote_port
-        && s.remote.1 != p
+    if let Some((lo, hi)) = spec.remote_ports
+        && !(lo..=hi).contains(&s.remote.1)
     {
         return false;
     }

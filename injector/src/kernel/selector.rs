@@ -1,8 +1,12 @@
-//! The `upstream` of a kernel-native proxy selects traffic: `host:port`,
-//! `ip:port`, `cidr`, `cidr:port` or `*:port`. Names are resolved once, when
-//! the proxy is created.
+//! The `upstream` of a kernel-native proxy selects traffic. Besides
+//! ToxiProxy's `host:port`, it takes `ip:port`, `cidr`, `cidr:port`,
+//! `*:port`, several CIDRs (`10.0.0.0/8,fd00::/8`), port ranges
+//! (`*:8000-8100`) and a protocol prefix (`udp://*:53`, `icmp://10.0.0.0/8`).
+//! Names are resolved once, when the proxy is created.
 
 use std::net::IpAddr;
+
+use injector_common::rule::{PROTO_ANY, PROTO_ICMP, PROTO_TCP, PROTO_UDP};
 
 use super::table::Prefix;
 
@@ -11,27 +15,37 @@ pub struct Selector {
     /// Remote (or, for a target that is the upstream, local) addresses;
     /// empty = any address.
     pub prefixes: Vec<Prefix>,
-    /// The upstream's port; None = any port.
-    pub port: Option<u16>,
+    /// The upstream's port range; None = any port.
+    pub ports: Option<(u16, u16)>,
+    /// PROTO_* bits.
+    pub protos: u8,
     /// The addresses the selector named, to compare with the target's own.
     pub addrs: Vec<IpAddr>,
 }
 
-/// What the text says before any name is resolved.
+impl Selector {
+    /// The single port, when the range is one port.
+    pub fn port(&self) -> Option<u16> {
+        match self.ports {
+            Some((lo, hi)) if lo == hi => Some(lo),
+            _ => None,
+        }
+    }
+}
+
+/// What the address part says before any name is resolved.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Parsed {
-    Any {
-        port: Option<u16>,
-    },
-    Cidr {
-        addr: IpAddr,
-        bits: u8,
-        port: Option<u16>,
-    },
-    Host {
-        name: String,
-        port: u16,
-    },
+pub enum Addrs {
+    Any,
+    Cidrs(Vec<(IpAddr, u8)>),
+    Host(String),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Parsed {
+    pub protos: u8,
+    pub addrs: Addrs,
+    pub ports: Option<(u16, u16)>,
 }
 
 fn port(s: &str) -> Result<u16, String> {
@@ -39,6 +53,22 @@ fn port(s: &str) -> Result<u16, String> {
         .ok()
         .filter(|p| *p > 0)
         .ok_or_else(|| format!("invalid port {s:?} in upstream"))
+}
+
+fn ports(s: &str) -> Result<(u16, u16), String> {
+    match s.split_once('-') {
+        Some((a, b)) => {
+            let (lo, hi) = (port(a)?, port(b)?);
+            if lo > hi {
+                return Err(format!("port range {s:?} runs backwards"));
+            }
+            Ok((lo, hi))
+        }
+        None => {
+            let p = port(s)?;
+            Ok((p, p))
+        }
+    }
 }
 
 fn cidr(s: &str) -> Result<(IpAddr, u8), String> {
@@ -61,54 +91,74 @@ fn cidr(s: &str) -> Result<(IpAddr, u8), String> {
     Ok((ip, bits))
 }
 
+fn cidrs(s: &str) -> Result<Vec<(IpAddr, u8)>, String> {
+    s.split(',').map(|c| cidr(c.trim())).collect()
+}
+
+fn protocol(s: &str) -> Result<u8, String> {
+    match s.to_ascii_lowercase().as_str() {
+        "tcp" => Ok(PROTO_TCP),
+        "udp" => Ok(PROTO_UDP),
+        "icmp" => Ok(PROTO_ICMP),
+        "any" | "ip" => Ok(PROTO_ANY),
+        other => Err(format!(
+            "unknown protocol {other:?} in upstream (tcp, udp, icmp, any)"
+        )),
+    }
+}
+
 pub fn parse(upstream: &str) -> Result<Parsed, String> {
-    let s = upstream.trim();
+    let mut s = upstream.trim();
+    let mut protos = PROTO_ANY;
+    if let Some((p, rest)) = s.split_once("://") {
+        protos = protocol(p)?;
+        s = rest;
+    }
     if s.is_empty() {
         return Err("upstream is empty".into());
     }
+    let parsed = |addrs, ports| {
+        Ok(Parsed {
+            protos,
+            addrs,
+            ports,
+        })
+    };
     if s == "*" {
-        return Ok(Parsed::Any { port: None });
+        return parsed(Addrs::Any, None);
     }
     if let Some(p) = s.strip_prefix("*:") {
-        return Ok(Parsed::Any {
-            port: Some(port(p)?),
-        });
+        return parsed(Addrs::Any, Some(ports(p)?));
     }
-    // [v6 or v6/len]:port
+    // [v6 CIDRs]:ports
     if let Some(rest) = s.strip_prefix('[') {
         let (inner, after) = rest
             .split_once(']')
             .ok_or_else(|| format!("unclosed [ in upstream {upstream:?}"))?;
-        let (addr, bits) = cidr(inner)?;
-        let port = match after.strip_prefix(':') {
-            Some(p) => Some(port(p)?),
+        let p = match after.strip_prefix(':') {
+            Some(p) => Some(ports(p)?),
             None if after.is_empty() => None,
             None => return Err(format!("invalid upstream {upstream:?}")),
         };
-        return Ok(Parsed::Cidr { addr, bits, port });
+        return parsed(Addrs::Cidrs(cidrs(inner)?), p);
     }
-    // A bare IPv6 address or CIDR (several colons, no brackets).
-    if s.matches(':').count() > 1 {
-        let (addr, bits) = cidr(s)?;
-        return Ok(Parsed::Cidr {
-            addr,
-            bits,
-            port: None,
-        });
+    // Bare IPv6 (several colons, no brackets): addresses only.
+    if s.split(',').any(|c| c.matches(':').count() > 1) {
+        return parsed(Addrs::Cidrs(cidrs(s)?), None);
     }
     let (host, p) = match s.rsplit_once(':') {
-        Some((h, p)) => (h, Some(port(p)?)),
+        Some((h, p)) => (h, Some(ports(p)?)),
         None => (s, None),
     };
-    if host.contains('/') || host.parse::<IpAddr>().is_ok() {
-        let (addr, bits) = cidr(host)?;
-        return Ok(Parsed::Cidr {
-            addr,
-            bits,
-            port: p,
-        });
+    let looks_numeric = host
+        .split(',')
+        .all(|c| c.contains('/') || c.trim().parse::<IpAddr>().is_ok());
+    if looks_numeric {
+        return parsed(Addrs::Cidrs(cidrs(host)?), p);
     }
-    let port = p.ok_or_else(|| format!("upstream {upstream:?}: a host name needs a port"))?;
+    if p.is_none() {
+        return Err(format!("upstream {upstream:?}: a host name needs a port"));
+    }
     if host.is_empty()
         || !host
             .chars()
@@ -116,44 +166,25 @@ pub fn parse(upstream: &str) -> Result<Parsed, String> {
     {
         return Err(format!("invalid host name {host:?} in upstream"));
     }
-    Ok(Parsed::Host {
-        name: host.to_string(),
-        port,
-    })
+    parsed(Addrs::Host(host.to_string()), p)
 }
 
-impl Selector {
-    pub fn from_addrs(addrs: Vec<IpAddr>, port: Option<u16>) -> Selector {
-        Selector {
-            prefixes: addrs
-                .iter()
-                .map(|a| Prefix::from_ip(*a, if a.is_ipv4() { 32 } else { 128 }))
-                .collect(),
-            port,
-            addrs,
-        }
-    }
-
-    pub fn any(port: Option<u16>) -> Selector {
-        Selector {
-            prefixes: Vec::new(),
-            port,
-            addrs: Vec::new(),
-        }
-    }
+fn host_prefix(a: &IpAddr) -> Prefix {
+    Prefix::from_ip(*a, if a.is_ipv4() { 32 } else { 128 })
 }
 
 /// Resolves the parsed form; host names through the system resolver, then
 /// (for container names the host cannot resolve) through Docker.
 pub async fn resolve(upstream: &str) -> Result<Selector, String> {
-    match parse(upstream)? {
-        Parsed::Any { port } => Ok(Selector::any(port)),
-        Parsed::Cidr { addr, bits, port } => Ok(Selector {
-            prefixes: vec![Prefix::from_ip(addr, bits)],
-            port,
-            addrs: vec![addr],
-        }),
-        Parsed::Host { name, port } => {
+    let p = parse(upstream)?;
+    let (prefixes, addrs) = match p.addrs {
+        Addrs::Any => (Vec::new(), Vec::new()),
+        Addrs::Cidrs(list) => (
+            list.iter().map(|(a, b)| Prefix::from_ip(*a, *b)).collect(),
+            list.iter().map(|(a, _)| *a).collect(),
+        ),
+        Addrs::Host(name) => {
+            let port = p.ports.map(|(lo, _)| lo).unwrap_or(0);
             let mut addrs: Vec<IpAddr> = match tokio::net::lookup_host((name.as_str(), port)).await
             {
                 Ok(it) => it.map(|sa| sa.ip()).collect(),
@@ -172,65 +203,61 @@ pub async fn resolve(upstream: &str) -> Result<Selector, String> {
                     "upstream host {name:?} does not resolve (neither by DNS nor as a Docker container)"
                 ));
             }
-            Ok(Selector::from_addrs(addrs, Some(port)))
+            (addrs.iter().map(host_prefix).collect(), addrs)
         }
-    }
+    };
+    Ok(Selector {
+        prefixes,
+        ports: p.ports,
+        protos: p.protos,
+        addrs,
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn cidr_list(items: &[(&str, u8)]) -> Addrs {
+        Addrs::Cidrs(
+            items
+                .iter()
+                .map(|(a, b)| (a.parse().unwrap(), *b))
+                .collect(),
+        )
+    }
+
     #[test]
     fn every_documented_form_parses() {
-        assert_eq!(parse("*:53").unwrap(), Parsed::Any { port: Some(53) });
+        let p = |s| parse(s).unwrap();
         assert_eq!(
-            parse("10.0.0.0/8").unwrap(),
-            Parsed::Cidr {
-                addr: "10.0.0.0".parse().unwrap(),
-                bits: 8,
-                port: None
+            p("*:53"),
+            Parsed {
+                protos: PROTO_ANY,
+                addrs: Addrs::Any,
+                ports: Some((53, 53))
             }
         );
-        assert_eq!(
-            parse("10.1.2.3:5432").unwrap(),
-            Parsed::Cidr {
-                addr: "10.1.2.3".parse().unwrap(),
-                bits: 32,
-                port: Some(5432)
-            }
-        );
-        assert_eq!(
-            parse("10.1.0.0/16:80").unwrap(),
-            Parsed::Cidr {
-                addr: "10.1.0.0".parse().unwrap(),
-                bits: 16,
-                port: Some(80)
-            }
-        );
-        assert_eq!(
-            parse("[fd00::1]:443").unwrap(),
-            Parsed::Cidr {
-                addr: "fd00::1".parse().unwrap(),
-                bits: 128,
-                port: Some(443)
-            }
-        );
-        assert_eq!(
-            parse("fd00::/64").unwrap(),
-            Parsed::Cidr {
-                addr: "fd00::".parse().unwrap(),
-                bits: 64,
-                port: None
-            }
-        );
-        assert_eq!(
-            parse("go-service:8080").unwrap(),
-            Parsed::Host {
-                name: "go-service".into(),
-                port: 8080
-            }
-        );
+        assert_eq!(p("10.0.0.0/8").addrs, cidr_list(&[("10.0.0.0", 8)]));
+        assert_eq!(p("10.1.2.3:5432").ports, Some((5432, 5432)));
+        assert_eq!(p("10.1.2.3:5432").addrs, cidr_list(&[("10.1.2.3", 32)]));
+        assert_eq!(p("10.1.0.0/16:80").addrs, cidr_list(&[("10.1.0.0", 16)]));
+        assert_eq!(p("[fd00::1]:443").addrs, cidr_list(&[("fd00::1", 128)]));
+        assert_eq!(p("fd00::/64").addrs, cidr_list(&[("fd00::", 64)]));
+        assert_eq!(p("go-service:8080").addrs, Addrs::Host("go-service".into()));
+    }
+
+    #[test]
+    fn protocols_lists_and_ranges() {
+        let p = parse("udp://*:53").unwrap();
+        assert_eq!((p.protos, p.ports), (PROTO_UDP, Some((53, 53))));
+        let p = parse("tcp://10.0.0.0/8,192.168.0.0/16:8000-8100").unwrap();
+        assert_eq!(p.protos, PROTO_TCP);
+        assert_eq!(p.addrs, cidr_list(&[("10.0.0.0", 8), ("192.168.0.0", 16)]));
+        assert_eq!(p.ports, Some((8000, 8100)));
+        let p = parse("[fd00::/8,fd01::1]:1-1024").unwrap();
+        assert_eq!(p.addrs, cidr_list(&[("fd00::", 8), ("fd01::1", 128)]));
+        assert_eq!(parse("icmp://10.0.0.1").unwrap().protos, PROTO_ICMP);
     }
 
     #[test]
@@ -240,6 +267,8 @@ mod tests {
         assert!(parse("10.0.0.0/33").is_err());
         assert!(parse("10.0.0.1:0").is_err());
         assert!(parse("10.0.0.1:99999").is_err());
+        assert!(parse("*:90-80").unwrap_err().contains("backwards"));
+        assert!(parse("sctp://*:1").unwrap_err().contains("protocol"));
         assert!(parse("a b:80").is_err());
         assert!(parse("[fd00::1:80").is_err());
     }
@@ -248,11 +277,12 @@ mod tests {
     async fn loopback_names_resolve_now() {
         let s = resolve("localhost:80").await.unwrap();
         assert!(s.addrs.iter().all(|a| a.is_loopback()));
-        assert_eq!(s.port, Some(80));
+        assert_eq!(s.port(), Some(80));
         let s = resolve("127.0.0.1/8").await.unwrap();
         assert_eq!(
             s.prefixes,
             vec![Prefix::from_ip("127.0.0.0".parse().unwrap(), 8)]
         );
+        assert_eq!(s.port(), None);
     }
 }
