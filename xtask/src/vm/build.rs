@@ -32,7 +32,11 @@ fn static_test(args: &[&str]) -> Command {
 /// kernel tests share kernel state (interfaces, qdiscs, cgroups). All test binaries run even
 /// after one fails, so a run reports every failure at once.
 pub fn host_tests() -> Result<()> {
-    cmd::run(&mut static_test(&["--no-fail-fast", "--", "--test-threads=1"]))
+    cmd::run(&mut static_test(&[
+        "--no-fail-fast",
+        "--",
+        "--test-threads=1",
+    ]))
 }
 
 pub struct Exe {

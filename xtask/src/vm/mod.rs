@@ -4,7 +4,8 @@
 //!
 //! Pieces: kernel.rs fetches the kernel, build.rs builds static test binaries, initramfs.rs
 //! packs them with busybox and the modules, guest.rs is the /init script and the reading of
-//! its output, qemu.rs boots. Everything is cached under target/vm/.
+//! its output, qemu.rs boots. `--provision` (provision.rs) boots a Debian image instead and
+//! runs vagrant/provision.sh in it. Everything is cached under target/vm/.
 
 mod build;
 mod cpio;
@@ -81,7 +82,7 @@ impl VmOptions {
     }
 }
 
-pub fn vm_dir() -> PathBuf {
+fn vm_dir() -> PathBuf {
     cmd::target_dir().join("vm")
 }
 
