@@ -299,6 +299,12 @@ toxic = "cut"
         det["first_failure_ms"].as_f64().unwrap() >= j["faults"][0]["from_ms"].as_f64().unwrap()
     );
     assert!(r.log("md").contains("Fired at"), "{}", r.log("md"));
+    // The hypothesis is still judged for the log, though the run was cut.
+    assert_eq!(
+        j["result"]["hypothesis"][0]["holds"], false,
+        "{:#}",
+        j["result"]
+    );
     assert!(r.stderr().contains("ABORTED"));
 }
 

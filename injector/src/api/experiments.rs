@@ -82,12 +82,12 @@ pub async fn create(
         if h.finished().is_some() {
             continue;
         }
-        let other = h.snapshot();
+        let other = h.policy();
         if let Some(p) = policy
             .blast_radius
             .proxies
             .iter()
-            .find(|p| other.policy.blast_radius.proxies.contains(p))
+            .find(|p| other.blast_radius.proxies.contains(p))
         {
             return Err(ApiError::new(
                 409,

@@ -94,6 +94,14 @@ impl Handle {
         }
     }
 
+    pub fn policy(&self) -> Arc<Policy> {
+        self.record
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .policy
+            .clone()
+    }
+
     pub fn snapshot(&self) -> Record {
         self.record
             .lock()

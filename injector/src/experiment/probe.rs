@@ -409,6 +409,84 @@ mod tests {
         assert_eq!(record_code("aaaa"), Some(28));
     }
 
+    /// A resolver on loopback answering every query with `rcode` and
+    /// `answers` records (only the header matters to the probe).
+    async fn resolver(rcode: u8, answers: u8) -> String {
+        let sock = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let addr = sock.local_addr().unwrap().to_string();
+        tokio::spawn(async move {
+            let mut buf = [0u8; 512];
+            while let Ok((n, from)) = sock.recv_from(&mut buf).await {
+                let mut a = buf[..n].to_vec();
+                a[2] |= 0x80;
+                a[3] = (a[3] & 0xf0) | rcode;
+                a[7] = answers;
+                let _ = sock.send_to(&a, from).await;
+            }
+        });
+        addr
+    }
+
+    #[tokio::test]
+    async fn dns_probes_read_the_answer() {
+        let dns = |server: String| Check::Dns {
+            name: "orders.shop.lab".into(),
+            server,
+            record: "A".into(),
+        };
+        assert!(dns(resolver(0, 1).await).run().await.is_ok());
+        assert_eq!(
+            dns(resolver(2, 0).await).run().await.unwrap_err(),
+            "dns SERVFAIL"
+        );
+        assert_eq!(
+            dns(resolver(3, 0).await).run().await.unwrap_err(),
+            "dns NXDOMAIN"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_silent_server_is_a_timeout_and_statuses_are_checked() {
+        let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/", silent.local_addr().unwrap());
+        let probe = Probe {
+            name: "p".into(),
+            check: Check::Http {
+                url,
+                method: "GET".into(),
+                expect_status: vec![],
+                headers: vec![],
+                body: None,
+            },
+            interval: Duration::from_millis(100),
+            timeout: Duration::from_millis(200),
+            slis: vec![],
+        };
+        assert_eq!(probe.attempt().await.unwrap_err(), "timeout");
+
+        let server = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = server.local_addr().unwrap();
+        tokio::spawn(async move {
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            while let Ok((mut c, _)) = server.accept().await {
+                let mut buf = [0u8; 1024];
+                let _ = c.read(&mut buf).await;
+                let _ = c
+                    .write_all(b"HTTP/1.1 503 X\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+                    .await;
+            }
+        });
+        let check = |expect: Vec<u16>| Check::Http {
+            url: format!("http://{addr}/x"),
+            method: "POST".into(),
+            expect_status: expect,
+            headers: vec![("X-Test".into(), "1".into())],
+            body: Some("{}".into()),
+        };
+        assert_eq!(check(vec![]).run().await.unwrap_err(), "status 503");
+        assert!(check(vec![200, 503]).run().await.is_ok());
+    }
+
     #[tokio::test]
     async fn failures_say_what_the_client_saw() {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();

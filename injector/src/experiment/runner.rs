@@ -164,7 +164,13 @@ pub async fn run(
 
     let (state, reason) = match outcome {
         Outcome::Refused(r) => (State::Refused, r),
-        Outcome::Aborted(r) => (State::Aborted, r),
+        Outcome::Aborted(r) => {
+            // Judged anyway, for the log: what the faults did before the stop.
+            if run.fault_start.is_some() {
+                run.verdict();
+            }
+            (State::Aborted, r)
+        }
         Outcome::Completed => run.verdict(),
     };
     let reason = if rollback_ok {
