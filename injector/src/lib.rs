@@ -14,6 +14,7 @@ pub mod error;
 pub mod experiment;
 pub mod faults;
 pub mod kernel;
+pub mod lab;
 pub mod model;
 pub mod proxy;
 

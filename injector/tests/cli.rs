@@ -295,7 +295,7 @@ fn create_argument_errors() {
 
 #[test]
 fn verbs_of_other_parts_say_they_are_not_available_yet() {
-    for verb in ["lab", "watch"] {
+    for verb in ["watch"] {
         let o = injector(&[verb, "--json", "x"]).output().unwrap();
         assert_eq!(o.status.code(), Some(1), "{verb}");
         assert_eq!(

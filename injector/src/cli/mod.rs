@@ -8,7 +8,7 @@ mod doctor;
 mod pending;
 mod proxies;
 mod run;
-mod serve;
+pub(crate) mod serve;
 mod table;
 mod toxics;
 
@@ -76,8 +76,9 @@ pub enum Command {
     Doctor,
     /// Remove whatever a crashed daemon left in the kernel.
     Cleanup,
-    /// Build or tear down a practice lab (not yet available).
-    Lab(pending::Rest),
+    /// The demo shop to break: up, down, status, load, route.
+    #[command(subcommand)]
+    Lab(crate::lab::LabCommand),
     /// Run an experiment policy file against the daemon; exit 0 if the
     /// hypothesis held, 1 if it broke, 2 if aborted or refused.
     Run(run::RunArgs),
@@ -156,7 +157,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Toxic(ref cmd) => toxics::run(&client()?, cmd, json).await,
         Command::Doctor => doctor::doctor(json).await,
         Command::Cleanup => cleanup::cleanup(json).await,
-        Command::Lab(_) => pending::not_yet("lab"),
+        Command::Lab(cmd) => crate::lab::run(cmd, json).await,
         Command::Run(_) => unreachable!("handled above"),
         Command::Watch(_) => pending::not_yet("watch"),
     }

@@ -1,5 +1,5 @@
 //! Verbs whose implementation belongs to other parts of the project
-//! (doctor, cleanup, lab, run, watch): they parse any arguments and fail
+//! (watch): they parse any arguments and fail
 //! with a clear message until they land.
 
 use clap::Args;

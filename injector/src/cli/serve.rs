@@ -52,6 +52,16 @@ pub struct ServeArgs {
     /// Accepted for ToxiProxy compatibility (where it has no effect either).
     #[arg(long, hide = true)]
     pub seed: Option<i64>,
+    /// Bring the demo lab up (`injector lab up`) and put a proxy on each of
+    /// its dependencies; the lab keeps running after the daemon exits.
+    #[arg(long)]
+    pub lab: bool,
+    /// The lab `--lab` brings up.
+    #[arg(long, default_value = crate::lab::plan::DEFAULT_NAME, requires = "lab")]
+    pub lab_name: String,
+    /// Remove the lab when the daemon exits.
+    #[arg(long, requires = "lab")]
+    pub lab_down_on_exit: bool,
 }
 
 /// `250ms`, `30s`, `10m`, `2h`, or a bare number of milliseconds.
@@ -152,12 +162,32 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let address = listener.local_addr()?;
     // The data plane must never fault the daemon's own API traffic.
     engine.guard_api_port(address.port()).await;
+    let lab = if args.lab {
+        let api = format!(
+            "http://{}:{}",
+            if is_loopback(host) { "localhost" } else { host },
+            args.port
+        );
+        match crate::lab::daemon::start(&engine, &api, &args.lab_name, args.lab_down_on_exit).await
+        {
+            Ok(l) => Some(l),
+            Err(e) => {
+                engine.shutdown().await;
+                return Err(e);
+            }
+        }
+    } else {
+        None
+    };
     tracing::info!(%address, "API listening");
     let app = api::router_with_token(engine.clone(), token);
     let served = axum::serve(listener, app)
         .with_graceful_shutdown(shutdown_signal())
         .await;
     engine.shutdown().await;
+    if let Some(lab) = lab {
+        lab.finish().await;
+    }
     served.context("the API server failed")
 }
 
