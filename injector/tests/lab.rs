@@ -227,7 +227,7 @@ fn payments_faults_break_checkout_as_described_and_removing_them_heals() {
     let _s = serial();
     let g = LabGuard::up(&lab_name("py"));
     let lab = &g.lab;
-    let d = Daemon::start_with(&["--lab", "--lab-name", g.name()]);
+    let d = Daemon::with_kernel_and(&["--lab", "--lab-name", g.name()]);
     let proxies = d.get("/proxies").json();
     for p in ["orders", "orders-b", "payments", "db", "dns"] {
         assert!(
@@ -323,7 +323,7 @@ fn a_slow_payment_provider_meets_orders_5_s_timeout_through_the_listen_proxy() {
     let _s = serial();
     let g = LabGuard::up(&lab_name("sl"));
     let lab = &g.lab;
-    let d = Daemon::start_with(&["--lab", "--lab-name", g.name()]);
+    let d = Daemon::with_kernel_and(&["--lab", "--lab-name", g.name()]);
     let (ok, out, err) = injector(&[
         "lab",
         "route",
@@ -370,7 +370,7 @@ fn a_slow_payment_provider_meets_orders_5_s_timeout_through_the_listen_proxy() {
 fn latency_on_a_kernel_native_proxy_works_or_names_the_missing_qdisc() {
     let _s = serial();
     let g = LabGuard::up(&lab_name("lt"));
-    let d = Daemon::start_with(&["--lab", "--lab-name", g.name()]);
+    let d = Daemon::with_kernel_and(&["--lab", "--lab-name", g.name()]);
     let r = d.post(
         "/proxies/orders/toxics",
         r#"{"name":"peak-load-latency","type":"latency","attributes":{"latency":1500}}"#,
@@ -406,7 +406,7 @@ fn doctor_has(feature: &str) -> bool {
 fn the_load_generator_counts_real_failures_while_payments_is_blackholed() {
     let _s = serial();
     let g = LabGuard::up(&lab_name("ld"));
-    let d = Daemon::start_with(&["--lab", "--lab-name", g.name()]);
+    let d = Daemon::with_kernel_and(&["--lab", "--lab-name", g.name()]);
     let load = |secs: &str| -> Value {
         let (ok, out, err) = injector(&[
             "--json",
@@ -540,7 +540,7 @@ fn lab_down_leaves_no_container_network_or_bridge_only_the_cached_image() {
 fn serve_lab_down_on_exit_removes_the_lab_when_the_daemon_stops() {
     let _s = serial();
     let g = LabGuard::up(&lab_name("ex"));
-    let d = Daemon::start_with(&["--lab", "--lab-name", g.name(), "--lab-down-on-exit"]);
+    let d = Daemon::with_kernel_and(&["--lab", "--lab-name", g.name(), "--lab-down-on-exit"]);
     assert!(!containers_of(g.name()).is_empty());
     unsafe { libc::kill(d.pid() as i32, libc::SIGTERM) };
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -582,4 +582,234 @@ fn bad_lab_names_and_subnets_are_refused_before_anything_is_made() {
         );
     }
     assert!(containers_of("ok").is_empty());
+}
+
+/// A network namespace standing in for a host without Docker: the lab's
+/// bridge, the daemon and the clients live in it, so nothing of the real
+/// host's network (nor its firewall) is involved. Removed on drop.
+struct HostNs {
+    name: String,
+}
+
+impl HostNs {
+    fn new(tag: &str) -> HostNs {
+        let name = format!("injlab-{tag}-{}", std::process::id());
+        let _ = Command::new("ip")
+            .args(["netns", "del", &name])
+            .stderr(std::process::Stdio::null())
+            .status();
+        let ok = Command::new("ip")
+            .args(["netns", "add", &name])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "ip netns add {name}");
+        let h = HostNs { name };
+        assert!(
+            h.cmd("ip")
+                .args(["link", "set", "lo", "up"])
+                .status()
+                .unwrap()
+                .success()
+        );
+        h
+    }
+
+    /// `program` run inside this namespace (nsenter only switches the
+    /// network namespace: cgroups and /var/run/netns stay the host's).
+    fn cmd(&self, program: &str) -> Command {
+        let mut c = Command::new("nsenter");
+        c.arg(format!("--net=/var/run/netns/{}", self.name))
+            .arg(program);
+        c
+    }
+
+    fn injector(&self, args: &[&str], env: &[(&str, &str)]) -> (bool, String, String) {
+        let out = self
+            .cmd(BIN)
+            .args(args)
+            .envs(env.iter().copied())
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    /// curl inside the namespace: status and body.
+    fn curl(&self, method: &str, url: &str, body: Option<&str>) -> (u16, String) {
+        let mut c = self.cmd("curl");
+        c.args([
+            "-s",
+            "-m",
+            "20",
+            "-o",
+            "-",
+            "-w",
+            "\n%{http_code}",
+            "-X",
+            method,
+            url,
+        ]);
+        if let Some(b) = body {
+            c.args(["-d", b]);
+        }
+        let out = c.output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let (body, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
+        (code.trim().parse().unwrap_or(0), body.to_string())
+    }
+}
+
+impl Drop for HostNs {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .status();
+    }
+}
+
+/// `lab down` inside the stand-in host, whatever happened.
+struct NsLabGuard<'a> {
+    host: &'a HostNs,
+    name: String,
+}
+
+impl Drop for NsLabGuard<'_> {
+    fn drop(&mut self) {
+        let (ok, _, err) = self
+            .host
+            .injector(&["lab", "down", "--name", &self.name], &[]);
+        if !ok && !thread::panicking() {
+            panic!("lab down failed: {err}");
+        }
+    }
+}
+
+/// The daemon inside the stand-in host; killed on drop.
+struct NsDaemon(std::process::Child);
+
+impl Drop for NsDaemon {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn without_docker_the_lab_runs_on_namespaces_and_cgroups_and_down_removes_it_all() {
+    let _s = serial();
+    let host = HostNs::new("ns");
+    let name = lab_name("ns");
+    let g = NsLabGuard {
+        host: &host,
+        name: name.clone(),
+    };
+    let lab = Lab::new(&name, None).unwrap();
+    // No Docker engine where DOCKER_HOST points: auto falls back, and says so.
+    let (ok, out, err) = host.injector(
+        &["--json", "lab", "up", "--name", &name],
+        &[("DOCKER_HOST", "unix:///nonexistent/docker.sock")],
+    );
+    assert!(ok, "lab up: {err}");
+    assert!(
+        err.contains("Docker is not available")
+            && err.contains("plain network namespaces and cgroups instead"),
+        "{err}"
+    );
+    assert!(err.contains("checkout works"), "{err}");
+    let up: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(up["backend"], "netns");
+    assert_eq!(
+        up["services"][5]["target"]["netns"],
+        format!("{name}-web"),
+        "{up}"
+    );
+    let cgroups = injector::kernel::cgroup::v2_mount()
+        .unwrap()
+        .join(format!("injector-lab-{name}"));
+    let mut pids = Vec::new();
+    for i in ["dns", "db", "payments", "orders-a", "orders-b", "web"] {
+        assert!(
+            std::path::Path::new(&format!("/var/run/netns/{name}-{i}")).exists(),
+            "netns of {i}"
+        );
+        let procs = std::fs::read_to_string(cgroups.join(i).join("cgroup.procs")).unwrap();
+        let p: Vec<u32> = procs.lines().map(|l| l.parse().unwrap()).collect();
+        assert_eq!(p.len(), 1, "one process in {i}'s cgroup");
+        pids.extend(p);
+    }
+
+    // The same shop: a checkout crosses every service.
+    let (code, body) = host.curl("GET", &lab.checkout_url(), None);
+    assert_eq!(code, 200, "{body}");
+    assert!(body.contains("\"charge\":\"ch_"), "{body}");
+
+    // A kernel-native proxy on a netns target breaks it and heals.
+    let port = conformance_support::free_port();
+    let daemon = NsDaemon(
+        host.cmd(BIN)
+            .args([
+                "serve",
+                "--port",
+                &port.to_string(),
+                "--lab",
+                "--lab-name",
+                &name,
+            ])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let api = format!("http://127.0.0.1:{port}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while host.curl("GET", &format!("{api}/version"), None).0 != 200 {
+        assert!(Instant::now() < deadline, "the daemon did not come up");
+        thread::sleep(Duration::from_millis(100));
+    }
+    let (code, proxies) = host.curl("GET", &format!("{api}/proxies"), None);
+    assert_eq!(code, 200);
+    let proxies: Value = serde_json::from_str(&proxies).unwrap();
+    assert_eq!(
+        proxies["payments"]["target"]["netns"],
+        format!("{name}-payments")
+    );
+    let (code, body) = host.curl(
+        "POST",
+        &format!("{api}/proxies/payments/toxics"),
+        Some(r#"{"name":"payments-down","type":"refuse"}"#),
+    );
+    assert_eq!(code, 200, "{body}");
+    let (code, body) = host.curl("GET", &lab.checkout_url(), None);
+    assert_eq!(code, 502, "{body}");
+    assert!(
+        body.contains("payments: cannot connect") && body.contains("connection refused"),
+        "{body}"
+    );
+    let (code, _) = host.curl(
+        "DELETE",
+        &format!("{api}/proxies/payments/toxics/payments-down"),
+        None,
+    );
+    assert_eq!(code, 204);
+    assert_eq!(host.curl("GET", &lab.checkout_url(), None).0, 200);
+    drop(daemon);
+
+    // down: no process, cgroup, namespace, bridge or state left.
+    drop(g);
+    for p in pids {
+        assert!(exited(p), "process {p} still runs");
+    }
+    assert!(!cgroups.exists(), "{} is left", cgroups.display());
+    for i in ["dns", "db", "payments", "orders-a", "orders-b", "web"] {
+        assert!(!std::path::Path::new(&format!("/var/run/netns/{name}-{i}")).exists());
+    }
+    let links = host.cmd("ip").args(["-o", "link"]).output().unwrap();
+    let links = String::from_utf8_lossy(&links.stdout);
+    assert!(!links.contains(&lab.bridge()), "{links}");
+    assert_eq!(links.lines().count(), 1, "only lo is left: {links}");
+    assert!(!std::path::Path::new(&format!("/run/injector/lab/{name}")).exists());
 }

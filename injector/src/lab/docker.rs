@@ -1,6 +1,7 @@
 //! The part of the Docker Engine API the lab drives (over
-//! /var/run/docker.sock): networks, containers, and images imported from a
-//! tar stream, all found again by their labels.
+//! /var/run/docker.sock, or the unix socket DOCKER_HOST names): networks,
+//! containers, and images imported from a tar stream, all found again by
+//! their labels.
 
 use std::time::Duration;
 
@@ -19,7 +20,17 @@ pub const LABEL: &str = "io.injector.lab";
 /// Images carry this one; they are shared by all labs.
 pub const IMAGE_LABEL: &str = "io.injector.lab.image";
 
-pub struct Docker;
+pub struct Docker {
+    socket: String,
+}
+
+/// DOCKER_HOST when it names a unix socket, as the docker CLI reads it.
+fn socket_path() -> String {
+    std::env::var("DOCKER_HOST")
+        .ok()
+        .and_then(|h| h.strip_prefix("unix://").map(str::to_string))
+        .unwrap_or_else(|| SOCKET.to_string())
+}
 
 pub struct Reply {
     pub status: StatusCode,
@@ -48,11 +59,13 @@ fn filter_query(label: &str) -> String {
 impl Docker {
     /// Succeeds when the engine answers /_ping.
     pub async fn connect() -> anyhow::Result<Docker> {
-        let d = Docker;
+        let d = Docker {
+            socket: socket_path(),
+        };
         let r = d
             .call(Method::GET, "/_ping", None, Duration::from_secs(5))
             .await
-            .with_context(|| format!("the Docker engine at {SOCKET} does not answer"))?;
+            .with_context(|| format!("the Docker engine at {} does not answer", d.socket))?;
         if !r.status.is_success() {
             bail!("the Docker engine answered /_ping with {}", r.status);
         }
@@ -68,7 +81,7 @@ impl Docker {
         timeout: Duration,
     ) -> anyhow::Result<Reply> {
         let work = async {
-            let stream = UnixStream::connect(SOCKET).await?;
+            let stream = UnixStream::connect(&self.socket).await?;
             let (mut sender, conn) =
                 hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
             let driver = tokio::spawn(conn);

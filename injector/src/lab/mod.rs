@@ -165,6 +165,12 @@ pub async fn up(lab: &Lab, choice: BackendChoice, verbose: bool) -> anyhow::Resu
             eprintln!("{s}");
         }
     };
+    // `auto` keeps a lab where it already runs.
+    let choice = match (choice, Backend::locate(&lab.name).await?) {
+        (BackendChoice::Auto, Some((Backend::Docker(_), _))) => BackendChoice::Docker,
+        (BackendChoice::Auto, Some((Backend::Netns, _))) => BackendChoice::Netns,
+        (c, _) => c,
+    };
     let (backend, mut notes) = Backend::choose(choice).await?;
     for n in &notes {
         say(n.clone());
@@ -191,15 +197,34 @@ pub async fn up(lab: &Lab, choice: BackendChoice, verbose: bool) -> anyhow::Resu
         )),
         Err(e) => bail!(
             "lab {}: the shop is up but a checkout does not go through: {e:#}\n\
-             (logs: {})",
+             (logs: {}){}",
             lab.name,
-            backend.logs_hint(lab)
+            backend.logs_hint(lab),
+            forward_hint(lab, &backend)
         ),
     }
     if verbose {
         eprintln!("{}", probe::layout(lab, &backend));
     }
     Ok(Up { backend, notes })
+}
+
+/// Bridged traffic meets the host's iptables FORWARD chain when
+/// br_netfilter is on; Docker's FORWARD policy DROP then cuts the lab's
+/// own bridge. Said when a namespace lab does not work.
+fn forward_hint(lab: &Lab, backend: &Backend) -> String {
+    let bridged = std::fs::read_to_string("/proc/sys/net/bridge/bridge-nf-call-iptables")
+        .is_ok_and(|v| v.trim() == "1");
+    if !matches!(backend, Backend::Netns) || !bridged {
+        return String::new();
+    }
+    format!(
+        "\ntraffic across bridge {0} passes the host's iptables FORWARD chain \
+         (net.bridge.bridge-nf-call-iptables=1); if a firewall drops forwarded traffic \
+         (Docker sets the FORWARD policy to DROP), allow the lab's bridge: \
+         iptables -I FORWARD -i {0} -o {0} -j ACCEPT (or use --backend docker)",
+        lab.bridge()
+    )
 }
 
 /// Removes the lab wherever it is; returns what was removed.

@@ -52,6 +52,11 @@ impl Daemon {
         Daemon::spawn(&[])
     }
 
+    /// A daemon with the kernel data plane and more `serve` flags.
+    pub fn with_kernel_and(extra: &[&str]) -> Daemon {
+        Daemon::spawn(extra)
+    }
+
     /// `injector serve --port <free> <extra...>`, waiting until /version answers.
     fn spawn(extra: &[&str]) -> Daemon {
         let mut last = String::new();
