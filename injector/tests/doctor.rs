@@ -65,7 +65,10 @@ fn the_fault_table_follows_the_probed_features() {
     );
     let tc = has(&r, "tcx") || has(&r, "clsact");
     assert_eq!(works(&r, "loss"), tc);
-    assert_eq!(works(&r, "bandwidth"), tc && has(&r, "htb"));
+    assert_eq!(
+        works(&r, "bandwidth"),
+        tc && has(&r, "htb") && has(&r, "ifb") && (has(&r, "tcx") || has(&r, "matchall-mirred"))
+    );
     assert_eq!(
         works(&r, "latency"),
         tc && has(&r, "netem") && has(&r, "htb")

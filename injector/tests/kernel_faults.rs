@@ -299,15 +299,17 @@ async fn expiry_is_enforced_in_the_kernel() {
     let sink = UdpSink::start(SocketAddr::new(pair.host_v4.into(), 0), None);
     let mut p = proxy(&dp, &pair, &sink.addr.to_string()).await;
     let mut t = toxic("blackhole", Stream::Upstream, json!({}));
-    t.ttl_ms = Some(400);
-    t.expires_at = Some(Instant::now() + Duration::from_millis(400));
+    // Long enough to be alive when the first datagrams go out on a loaded
+    // machine, short enough to keep the test quick.
+    t.ttl_ms = Some(1500);
+    t.expires_at = Some(Instant::now() + Duration::from_millis(1500));
     p.set_toxics(&[t]).await.unwrap();
     let (to, src) = (sink.addr, SocketAddr::new(pair.ns_v4.into(), 0));
     pair.ns.run(move || send_udp(src, to, 20));
     std::thread::sleep(Duration::from_millis(100));
     assert_eq!(sink.count(), 0, "blackholed while alive");
     // Nothing in userland removes the rule: the kernel checks the deadline.
-    std::thread::sleep(Duration::from_millis(450));
+    std::thread::sleep(Duration::from_millis(1500));
     pair.ns.run(move || send_udp(src, to, 20));
     std::thread::sleep(Duration::from_millis(100));
     assert_eq!(sink.count(), 20, "traffic flows after the deadline");

@@ -12,8 +12,10 @@ use aya::{
     maps::{Array, HashMap as BpfHashMap, LpmTrie, MapData, PerCpuArray, lpm_trie::Key},
     programs::{
         CgroupAttachMode, CgroupSkb, CgroupSkbAttachType, CgroupSockAddr, SchedClassifier,
-        TcAttachType, cgroup_skb::CgroupSkbLinkId, cgroup_sock_addr::CgroupSockAddrLinkId,
-        tc::SchedClassifierLinkId,
+        TcAttachType,
+        cgroup_skb::CgroupSkbLinkId,
+        cgroup_sock_addr::CgroupSockAddrLinkId,
+        tc::{NlOptions, SchedClassifierLinkId, TcAttachOptions},
     },
 };
 use injector_common::rule::{Counters, DnsNameKey, GlobalCfg, IfaceCfg, LpmData, Rule, RuleSet};
@@ -148,8 +150,12 @@ impl Bpf {
         let attach =
             |ebpf: &mut Ebpf, prog: &'static str, ty| -> Result<SchedClassifierLinkId, String> {
                 let p: &mut SchedClassifier = program(ebpf, prog).map_err(|e| e.to_string())?;
-                p.attach(name, ty)
-                    .map_err(|e| format!("attach {prog} to {name}: {e}"))
+                let attached = if super::legacy_tc() {
+                    p.attach_with_options(name, ty, TcAttachOptions::Netlink(NlOptions::default()))
+                } else {
+                    p.attach(name, ty)
+                };
+                attached.map_err(|e| format!("attach {prog} to {name}: {}", chain(&e)))
             };
         let ingress = match attach(&mut self.ebpf, "tc_ingress", TcAttachType::Ingress) {
             Ok(l) => l,

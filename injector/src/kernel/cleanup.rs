@@ -41,6 +41,16 @@ pub async fn leftovers(nl: &Netlink) -> Vec<String> {
                     removed.push(format!("ifb {name} (journal)"));
                 }
             }
+            Object::RedirectFilter { ifname } => {
+                if let Some(l) = links.iter().find(|l| l.name == ifname)
+                    && nl
+                        .filter_del(l.index, super::CLSACT_INGRESS, super::REDIRECT_PRIO)
+                        .await
+                        .is_ok()
+                {
+                    removed.push(format!("redirect filter on {ifname} (journal)"));
+                }
+            }
             Object::Clsact { ifname } => {
                 if let Some(l) = links.iter().find(|l| l.name == ifname)
                     && nl

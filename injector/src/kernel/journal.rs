@@ -27,6 +27,9 @@ pub enum Object {
     Ifb { name: String },
     /// A clsact qdisc injector added for netlink tc attachments.
     Clsact { ifname: String },
+    /// The matchall filter redirecting an interface's ingress to its IFB
+    /// (kernels before tcx).
+    RedirectFilter { ifname: String },
 }
 
 #[derive(Debug, Serialize, Deserialize)]

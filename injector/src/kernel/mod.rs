@@ -42,6 +42,25 @@ use crate::{ApiError, faults::Shape};
 
 /// Parent handle of clsact qdiscs (TC_H_CLSACT = TC_H_INGRESS).
 const TC_H_CLSACT: u32 = 0xffff_fff1;
+/// The ingress hook of a clsact qdisc, where filters hang.
+pub const CLSACT_INGRESS: u32 = 0xffff_fff2;
+/// Priority of our redirect-to-IFB filter: after our BPF filter.
+pub const REDIRECT_PRIO: u16 = 0xfff0;
+
+/// Kernels with tcx (>= 6.6) mark packets sent by bpf_redirect as
+/// redirected, which an IFB requires; before that, BPF only sets the class
+/// and a mirred filter does the redirect.
+fn bpf_redirect_reaches_ifb() -> bool {
+    !legacy_tc()
+}
+
+/// Kernels before 6.6 have no tcx: programs hang as netlink filters on a
+/// clsact qdisc. `INJECTOR_LEGACY_TC=1` takes that path on any kernel, so
+/// it can be tested where tcx exists.
+pub fn legacy_tc() -> bool {
+    features::kernel_version() < (6, 6)
+        || std::env::var_os("INJECTOR_LEGACY_TC").is_some_and(|v| v == "1")
+}
 
 /// One rule to install: where it looks (direction, remote prefixes), what
 /// it does (the compiled rule), and what else it needs from the kernel.
@@ -264,7 +283,11 @@ impl DataPlane {
             match inner.shaper.add(&self.nl, device, shape).await {
                 Ok(classid) => {
                     rule.classid = classid;
-                    rule.redirect_ifindex = if on_ingress { device } else { 0 };
+                    rule.redirect_ifindex = if on_ingress && bpf_redirect_reaches_ifb() {
+                        device
+                    } else {
+                        0
+                    };
                     class = Some((device, classid));
                 }
                 Err(e) => {
@@ -355,7 +378,7 @@ impl DataPlane {
         index: u32,
         name: &str,
     ) -> Result<(), ApiError> {
-        if features::kernel_version() >= (6, 6) {
+        if !legacy_tc() {
             return Ok(());
         }
         let entry = journal::Object::Clsact {
@@ -416,6 +439,39 @@ impl DataPlane {
                 ApiError::internal(e.to_string())
             }
         })?;
+        if !bpf_redirect_reaches_ifb() {
+            let ifname = self
+                .nl
+                .link_by_index(index)
+                .await
+                .ok()
+                .flatten()
+                .map(|l| l.name)
+                .unwrap_or_default();
+            let entry = journal::Object::RedirectFilter { ifname };
+            inner.journal.adding(&entry);
+            if let Err(e) = self
+                .nl
+                .filter_add_redirect(index, CLSACT_INGRESS, REDIRECT_PRIO, ifb)
+                .await
+            {
+                inner.journal.removed(&entry);
+                let _ = self.nl.del_link(ifb).await;
+                inner.journal.removed(&journal::Object::Ifb { name });
+                let msg = format!(
+                    "shaping what a target sends needs, on kernels without tcx, a matchall filter with \
+                     a mirred redirect to an ifb (cls_matchall and act_mirred: \
+                     CONFIG_NET_CLS_MATCHALL, CONFIG_NET_ACT_MIRRED): {e}"
+                );
+                return Err(
+                    if e.errno() == Some(libc::ENOENT) || e.errno() == Some(libc::EOPNOTSUPP) {
+                        ApiError::unsupported(msg)
+                    } else {
+                        ApiError::internal(msg)
+                    },
+                );
+            }
+        }
         inner.ifbs.insert(index, ifb);
         if let Some(mut cfg) = inner.bpf.iface_cfg(index) {
             cfg.ifb_ifindex = ifb;
@@ -432,6 +488,26 @@ impl DataPlane {
             return;
         }
         inner.ifbs.remove(&index);
+        if !bpf_redirect_reaches_ifb() {
+            let ifname = self
+                .nl
+                .link_by_index(index)
+                .await
+                .ok()
+                .flatten()
+                .map(|l| l.name)
+                .unwrap_or_default();
+            if self
+                .nl
+                .filter_del(index, CLSACT_INGRESS, REDIRECT_PRIO)
+                .await
+                .is_ok()
+            {
+                inner
+                    .journal
+                    .removed(&journal::Object::RedirectFilter { ifname });
+            }
+        }
         if let Some(mut cfg) = inner.bpf.iface_cfg(index) {
             cfg.ifb_ifindex = 0;
             let _ = inner.bpf.set_iface_cfg(index, cfg);

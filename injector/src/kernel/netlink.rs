@@ -323,6 +323,67 @@ impl Netlink {
         .map(drop)
     }
 
+    /// A matchall filter on `parent` (clsact ingress) that redirects every
+    /// packet to `to` (mirred egress redirect), at priority `prio`. Used
+    /// where bpf_redirect does not mark packets as redirected (kernels
+    /// before 6.4), which IFB devices require.
+    pub async fn filter_add_redirect(
+        &self,
+        index: u32,
+        parent: u32,
+        prio: u16,
+        to: u32,
+    ) -> NlResult<()> {
+        use rtnetlink::packet_route::tc::{
+            TcAction, TcActionAttribute, TcActionGeneric, TcActionMirrorOption, TcActionOption,
+            TcActionType, TcFilterMatchAllOption, TcMirror, TcMirrorActionType, TcOption,
+        };
+        let mut msg = TcMessage::with_index(index as i32);
+        msg.header.parent = TcHandle::from(parent);
+        // tcm_info: priority in the high half, protocol (ETH_P_ALL, network
+        // order) in the low half.
+        msg.header.info = ((prio as u32) << 16) | 0x0300;
+        msg.attributes.push(TcAttribute::Kind("matchall".into()));
+        let mut generic = TcActionGeneric::default();
+        generic.action = TcActionType::Stolen;
+        let mut mirror = TcMirror::default();
+        mirror.generic = generic;
+        mirror.eaction = TcMirrorActionType::EgressRedir;
+        mirror.ifindex = to;
+        let mut action = TcAction::default();
+        action.tab = 1;
+        action.attributes = vec![
+            TcActionAttribute::Kind("mirred".into()),
+            TcActionAttribute::Options(vec![TcActionOption::Mirror(TcActionMirrorOption::Parms(
+                mirror,
+            ))]),
+        ];
+        msg.attributes
+            .push(TcAttribute::Options(vec![TcOption::MatchAll(
+                TcFilterMatchAllOption::Action(vec![action]),
+            )]));
+        self.request(
+            RouteNetlinkMessage::NewTrafficFilter(msg),
+            NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL,
+            || format!("add a redirect filter on link {index}"),
+        )
+        .await
+        .map(drop)
+    }
+
+    pub async fn filter_del(&self, index: u32, parent: u32, prio: u16) -> NlResult<()> {
+        let mut msg = TcMessage::with_index(index as i32);
+        msg.header.parent = TcHandle::from(parent);
+        msg.header.info = ((prio as u32) << 16) | 0x0300;
+        self.request(
+            RouteNetlinkMessage::DelTrafficFilter(msg),
+            NLM_F_ACK,
+            || format!("delete the filter at priority {prio} on link {index}"),
+        )
+        .await
+        .map(drop)
+    }
+
     pub async fn class_add(
         &self,
         index: u32,

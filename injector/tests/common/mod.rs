@@ -180,20 +180,27 @@ impl Pair {
             .await
             .expect("ns v6");
         inner.set_up(peer.index).await.expect("peer up");
-        // Neighbour discovery is instant on a veth, but give the kernel a
-        // moment to mark both ends running.
-        for _ in 0..50 {
-            let ok = self.ns.run({
-                let host = self.host_v4;
-                move || {
-                    UdpSocket::bind("0.0.0.0:0")
-                        .and_then(|s| s.connect((host, 9)))
+        // Both ends must be usable before a test starts: the links running
+        // and the IPv6 addresses out of their tentative state (binding to a
+        // tentative address fails with EADDRNOTAVAIL).
+        let (host6, ns6, host4) = (self.host_v6, self.ns_v6, self.host_v4);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let host_ok = UdpSocket::bind(SocketAddr::new(host6.into(), 0)).is_ok();
+            let ns_ok = self.ns.run(move || {
+                UdpSocket::bind(SocketAddr::new(ns6.into(), 0)).is_ok()
+                    && UdpSocket::bind("0.0.0.0:0")
+                        .and_then(|s| s.connect((host4, 9)))
                         .is_ok()
-                }
             });
-            if ok {
+            if host_ok && ns_ok {
                 break;
             }
+            assert!(
+                Instant::now() < deadline,
+                "veth pair {} never became usable",
+                self.host_if
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }

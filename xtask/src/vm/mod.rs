@@ -31,7 +31,8 @@ const DOCTOR: &str = "injector-doctor";
 const KERNEL_TEST_PREFIX: &str = "kernel_";
 
 /// Loaded at boot, so a module the stock kernel cannot load fails the run by name: the qdiscs
-/// and classifier the product builds on, veth and ifb for fixtures, mirred for ifb redirects,
+/// and classifiers the product builds on, veth and ifb for fixtures, matchall + mirred for ifb
+/// redirects on kernels without tcx,
 /// inet_diag for socket destroy.
 const MODULES: &[&str] = &[
     "sch_netem",
@@ -40,6 +41,7 @@ const MODULES: &[&str] = &[
     "sch_tbf",
     "sch_ingress",
     "cls_bpf",
+    "cls_matchall",
     "act_mirred",
     "veth",
     "ifb",
