@@ -35,7 +35,9 @@ run_unit() {
 }
 
 export DEBIAN_FRONTEND=noninteractive
-packages=(docker.io)
+# apparmor: with AppArmor on (Debian's default kernel), dockerd needs apparmor_parser to
+# start any container.
+packages=(docker.io apparmor)
 if [ -z "$binary" ]; then
   # What rustup and the build need; `cargo xtask setup` installs the rest (LLVM, tools).
   packages+=(build-essential ca-certificates curl git pkg-config)

@@ -110,3 +110,31 @@ async fn sigkill_with_100_faults_then_restart_leaves_nothing() {
     drop(d2);
     drop(d);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_removes_every_kernel_object_before_exit() {
+    require_root();
+    let pairs = vec![Pair::new().await, Pair::new().await];
+    let mut d = Daemon::with_kernel();
+    for (i, p) in pairs.iter().enumerate() {
+        let proxy = json!({"name": format!("p{i}"), "upstream": format!("{}/32", p.host_v4), "target": {"netns": p.ns.name}});
+        assert_eq!(d.post("/proxies", &proxy.to_string()).status, 201);
+        for t in [
+            json!({"name": "a", "type": "bandwidth", "stream": "upstream", "attributes": {"rate": 100}}),
+            json!({"name": "b", "type": "bandwidth", "attributes": {"rate": 100}}),
+            json!({"name": "c", "type": "blackhole"}),
+        ] {
+            let r = d.post(&format!("/proxies/p{i}/toxics"), &t.to_string());
+            assert_eq!(r.status, 200, "{}", r.text());
+        }
+    }
+    let nl = Netlink::current().unwrap();
+    assert!(!ours_in_kernel(&nl, &pairs).await.is_empty());
+    assert_eq!(unsafe { libc::kill(d.pid() as i32, libc::SIGTERM) }, 0);
+    assert!(
+        !d.alive_after(Duration::from_secs(10)),
+        "the daemon exits on SIGTERM"
+    );
+    let left = ours_in_kernel(&nl, &pairs).await;
+    assert!(left.is_empty(), "left after SIGTERM: {left:?}");
+}

@@ -17,6 +17,7 @@ pub mod openapi;
 pub mod populate;
 pub mod proxies;
 pub mod reset;
+pub mod tls;
 pub mod toxics;
 pub mod version;
 mod xid;

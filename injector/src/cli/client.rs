@@ -8,12 +8,18 @@ use http_body_util::{BodyExt, Full};
 use hyper::{Method, Request, header};
 use hyper_util::rt::TokioIo;
 use serde_json::Value;
-use tokio::net::TcpStream;
+use tokio::{
+    io::{AsyncRead, AsyncWrite},
+    net::TcpStream,
+};
+use tokio_rustls::TlsConnector;
 
 pub struct Client {
     host: String,
     port: u16,
     token: Option<String>,
+    /// Set for `https://` URLs.
+    tls: Option<TlsConnector>,
 }
 
 /// A non-2xx answer: the API's `error` text when it sent one.
@@ -31,12 +37,17 @@ impl std::fmt::Display for ApiFailure {
 impl std::error::Error for ApiFailure {}
 
 impl Client {
-    /// `url` as toxiproxy-cli takes it: `http://host:port`, or `host:port`.
+    /// `url` as toxiproxy-cli takes it: `http://host:port`, or `host:port`;
+    /// `https://host:port` for a daemon serving TLS (`INJECTOR_CA_CERT`
+    /// names the PEM file of its CA or self-signed certificate).
     pub fn new(url: &str, token: Option<String>) -> anyhow::Result<Client> {
-        let rest = match url.split_once("://") {
-            Some(("http", rest)) => rest,
-            Some((scheme, _)) => bail!("{scheme}:// is not supported; use http://host:port"),
-            None => url,
+        let (rest, https) = match url.split_once("://") {
+            Some(("http", rest)) => (rest, false),
+            Some(("https", rest)) => (rest, true),
+            Some((scheme, _)) => {
+                bail!("{scheme}:// is not supported; use http://host:port or https://host:port")
+            }
+            None => (url, false),
         };
         let authority = rest.split('/').next().unwrap_or("");
         let (host, port) = match authority.rsplit_once(':') {
@@ -45,7 +56,7 @@ impl Client {
                 p.parse::<u16>()
                     .with_context(|| format!("bad port in {url:?}"))?,
             ),
-            _ => (authority, 80),
+            _ => (authority, if https { 443 } else { 80 }),
         };
         if host.is_empty() {
             bail!("no host in {url:?}");
@@ -57,6 +68,11 @@ impl Client {
                 .to_string(),
             port,
             token,
+            tls: if https {
+                Some(super::tls::connector()?)
+            } else {
+                None
+            },
         })
     }
 
@@ -70,6 +86,28 @@ impl Client {
         let stream = TcpStream::connect((self.host.as_str(), self.port))
             .await
             .with_context(|| format!("cannot reach the daemon at {}:{}", self.host, self.port))?;
+        match &self.tls {
+            Some(tls) => {
+                let name = super::tls::server_name(&self.host)?;
+                let stream = tls.connect(name, stream).await.with_context(|| {
+                    format!("TLS handshake with {}:{} failed", self.host, self.port)
+                })?;
+                self.exchange(stream, method, path, body).await
+            }
+            None => self.exchange(stream, method, path, body).await,
+        }
+    }
+
+    async fn exchange<S>(
+        &self,
+        stream: S,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> anyhow::Result<Value>
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
         let (mut sender, conn) =
             hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
         tokio::spawn(async move {
@@ -139,7 +177,9 @@ mod tests {
         assert_eq!((c.host.as_str(), c.port), ("127.0.0.1", 9));
         let c = Client::new("http://[::1]:5/", None).unwrap();
         assert_eq!((c.host.as_str(), c.port), ("::1", 5));
-        assert!(Client::new("https://x:1", None).is_err());
+        assert!(Client::new("ftp://x:1", None).is_err());
+        let c = Client::new("https://localhost", None).unwrap();
+        assert_eq!((c.port, c.tls.is_some()), (443, true));
         assert_eq!(seg("a b/c"), "a%20b%2Fc");
     }
 }

@@ -10,6 +10,7 @@ mod proxies;
 mod run;
 pub(crate) mod serve;
 mod table;
+mod tls;
 mod toxics;
 
 use std::{ffi::OsString, process::ExitCode};

@@ -39,6 +39,12 @@ pub struct ServeArgs {
     /// Serve a non-loopback address without a token.
     #[arg(long)]
     pub insecure: bool,
+    /// Serve the API over TLS with this PEM certificate chain (needs --tls-key).
+    #[arg(long, env = "INJECTOR_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert.
+    #[arg(long, env = "INJECTOR_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
     /// Listen proxies only: do not load the kernel data plane (no root or
     /// BPF needed; kernel-native proxies are refused).
     #[arg(long)]
@@ -132,6 +138,11 @@ fn init_logging() {
 pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     init_logging();
     let token = token(&args)?;
+    // Read before anything touches the kernel: a bad file fails the start cleanly.
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Some(api::tls::acceptor(cert, key)?),
+        _ => None,
+    };
     let dataplane = if args.proxy_only {
         Err(ApiError::unsupported(
             "kernel-native proxies are off: the daemon runs with --proxy-only",
@@ -179,11 +190,16 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     } else {
         None
     };
-    tracing::info!(%address, "API listening");
+    tracing::info!(%address, tls = tls.is_some(), "API listening");
     let app = api::router_with_token(engine.clone(), token);
-    let served = axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown_signal())
-        .await;
+    let served = match tls {
+        Some(acceptor) => api::tls::serve(listener, acceptor, app, shutdown_signal()).await,
+        None => {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(shutdown_signal())
+                .await
+        }
+    };
     engine.shutdown().await;
     if let Some(lab) = lab {
         lab.finish().await;

@@ -105,6 +105,19 @@ pub fn current(sli: &Sli, samples: &[Sample], since_ms: f64, now_ms: f64) -> Opt
     )
 }
 
+/// The value that makes abort condition `sli` fire now, if it does. A
+/// windowed condition (`over W`) waits until W has passed since the method
+/// began: "error rate > 95% over 2s" means two seconds of errors, and one
+/// unlucky first probe (100% of one sample) must not abort the run.
+pub fn abort_value(sli: &Sli, samples: &[Sample], since_ms: f64, now_ms: f64) -> Option<f64> {
+    if let Some(w) = sli.window
+        && now_ms - since_ms < w.as_secs_f64() * 1000.0
+    {
+        return None;
+    }
+    current(sli, samples, since_ms, now_ms).filter(|v| sli.test(*v))
+}
+
 /// Runs `policy` to its end and returns the final state. `cancel` carries
 /// a reason when someone asks to stop (Ctrl-C, DELETE /experiments/{id}).
 pub async fn run(
@@ -271,9 +284,7 @@ impl Run {
         let since = r.phases.method_ms?;
         let now = r.now_ms();
         for sli in &self.policy.abort.when {
-            if let Some(v) = current(sli, &r.samples, since, now)
-                && sli.test(v)
-            {
+            if let Some(v) = abort_value(sli, &r.samples, since, now) {
                 return Some(Judgement {
                     sli: sli.to_string(),
                     holds: true,
@@ -677,5 +688,64 @@ impl Run {
                 format!("the hypothesis broke: {}", broken.join(", ")),
             )
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample(end_ms: f64, ok: bool) -> Sample {
+        Sample {
+            probe: 0,
+            start_ms: end_ms - 1.0,
+            end_ms,
+            latency_ms: 1.0,
+            ok,
+            error: None,
+        }
+    }
+
+    fn sli(text: &str) -> Sli {
+        Sli::parse(text, &["shop".to_string()], None).expect("a valid SLI")
+    }
+
+    #[test]
+    fn a_windowed_abort_waits_for_a_full_window() {
+        let error_rate = sli("shop: error_rate > 95% over 2s");
+        let one_failure = [sample(1_010.0, false)];
+        // 10 ms after the method began, one failed probe is 100% errors,
+        // but the two-second window is not full yet.
+        assert_eq!(
+            abort_value(&error_rate, &one_failure, 1_000.0, 1_010.0),
+            None
+        );
+        let all_failing: Vec<Sample> = (1..=40)
+            .map(|i| sample(1_000.0 + 50.0 * i as f64, false))
+            .collect();
+        assert_eq!(
+            abort_value(&error_rate, &all_failing, 1_000.0, 3_000.0),
+            Some(100.0)
+        );
+        let mostly_fine: Vec<Sample> = (1..=40)
+            .map(|i| sample(1_000.0 + 50.0 * i as f64, i % 5 != 0))
+            .collect();
+        assert_eq!(
+            abort_value(&error_rate, &mostly_fine, 1_000.0, 3_000.0),
+            None
+        );
+    }
+
+    #[test]
+    fn an_unwindowed_abort_fires_at_once() {
+        let failures = sli("shop: failures > 0");
+        assert_eq!(
+            abort_value(&failures, &[sample(1_010.0, false)], 1_000.0, 1_010.0),
+            Some(1.0)
+        );
+        assert_eq!(
+            abort_value(&failures, &[sample(1_010.0, true)], 1_000.0, 1_010.0),
+            None
+        );
     }
 }

@@ -1,6 +1,7 @@
 //! `reorder`: a fraction of packets jumps the queue; the others wait
-//! `delay` ms (netem needs a delay to reorder against), every `gap`-th
-//! packet is sent at once.
+//! `delay` ms (netem needs a delay to reorder against). With `gap` N, only
+//! every Nth packet may jump; 0 (the default) means any packet, as tc's
+//! `reorder` without `gap`.
 
 use super::{KernelAction, Shape, check_probability};
 

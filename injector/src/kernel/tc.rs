@@ -111,12 +111,15 @@ fn percent(p: f64) -> u32 {
 pub fn netem_options(s: &Shape) -> Vec<u8> {
     let delay_ns = s.delay_us as i64 * 1000;
     let jitter_ns = s.jitter_us as i64 * 1000;
+    // netem never reorders with gap 0; tc's own default is 1 (any packet
+    // may jump the queue), and so is ours.
+    let gap = if s.reorder > 0.0 { s.gap.max(1) } else { s.gap };
     let mut opts = Vec::new();
     for v in [
         (delay_ns / 64).min(u32::MAX as i64) as u32, // latency, legacy ticks
         100_000,                                     // limit (packets)
         0,                                           // loss
-        s.gap,                                       // gap
+        gap,                                         // gap
         percent(s.duplicate),                        // duplicate
         (jitter_ns / 64).min(u32::MAX as i64) as u32, // jitter, legacy ticks
     ] {
@@ -384,5 +387,21 @@ mod tests {
         assert_eq!(nla_types(&o[24..]), vec![1, 4, 10, 11]);
         assert_eq!(percent(1.0), u32::MAX);
         assert_eq!(percent(0.0), 0);
+    }
+
+    #[test]
+    fn reordering_gets_a_gap_netem_acts_on() {
+        let gap = |s: &Shape| {
+            let o = netem_options(s);
+            u32::from_ne_bytes([o[12], o[13], o[14], o[15]])
+        };
+        let reorder = Shape {
+            reorder: 0.5,
+            delay_us: 20_000,
+            ..Shape::default()
+        };
+        assert_eq!(gap(&reorder), 1, "gap 0 would never reorder");
+        assert_eq!(gap(&Shape { gap: 5, ..reorder }), 5);
+        assert_eq!(gap(&Shape::default()), 0);
     }
 }

@@ -20,7 +20,7 @@ use std::time::Duration;
 
 const SUITE: &str = "bookworm";
 /// Part of the cached image's name: bump it when PACKAGES or `configure` change.
-const IMAGE_VERSION: u32 = 2;
+const IMAGE_VERSION: u32 = 3;
 const MIRROR: &str = "http://deb.debian.org/debian";
 /// A Vagrant box's base, minus what a headless test needs not: systemd as init, Docker from
 /// Debian, and what provision.sh and the checks call.
@@ -35,6 +35,9 @@ const PACKAGES: &[&str] = &[
     "curl",
     "procps",
     "docker.io",
+    // Debian's kernel boots with AppArmor on, and then dockerd cannot start a container
+    // without apparmor_parser to load its docker-default profile.
+    "apparmor",
 ];
 /// What is checked after provisioning; their (short) output is always shown.
 const CHECKS: [&str; 3] = [
