@@ -13,6 +13,7 @@ pub mod engine;
 pub mod error;
 pub mod experiment;
 pub mod faults;
+pub mod fuzz;
 pub mod kernel;
 pub mod lab;
 pub mod model;

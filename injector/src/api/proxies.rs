@@ -92,7 +92,7 @@ fn set(slot: &mut Option<String>, v: &Value, text: String) {
     }
 }
 
-fn decode_body(body: &[u8]) -> Result<ProxyFields, ApiError> {
+pub(crate) fn decode_body(body: &[u8]) -> Result<ProxyFields, ApiError> {
     let v = decode_first(body).map_err(ApiError::bad_body)?;
     match top_object(&v, "toxiproxy.Proxy").map_err(ApiError::bad_body)? {
         None => Ok(ProxyFields::default()),

@@ -44,7 +44,7 @@ pub fn decode_wrapper(obj: &Map<String, Value>) -> Result<ToxicSpec, String> {
     Ok(spec)
 }
 
-fn decode_create(body: &[u8]) -> Result<ToxicSpec, ApiError> {
+pub(crate) fn decode_create(body: &[u8]) -> Result<ToxicSpec, ApiError> {
     let v = decode_first(body).map_err(ApiError::bad_body)?;
     match top_object(&v, "toxics.ToxicWrapper").map_err(ApiError::bad_body)? {
         None => Ok(ToxicSpec::new("")),
