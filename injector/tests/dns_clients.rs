@@ -478,3 +478,50 @@ async fn probability_fails_a_binomial_share_of_queries() {
         "{failed} of {n} failed at p=0.5; expected {lo:.0}..{hi:.0}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_cgroup_target_drops_its_queries_only_and_cannot_answer() {
+    require_root();
+    let pair = Pair::new().await;
+    let dns = Dnsmasq::start(&[pair.host_v4.into()]);
+    let cg = Cgroup::new();
+    let d = Daemon::with_kernel();
+    let proxy = json!({"name": "dns", "upstream": "*:53", "target": {"cgroup": cg.rel}});
+    let r = d.post("/proxies", &proxy.to_string());
+    assert_eq!(r.status, 201, "{}", r.text());
+    let t = json!({"name": "x", "type": "dns", "attributes": {"action": "servfail"}});
+    d.post("/proxies/dns/toxics", &t.to_string()).assert_error(
+        400,
+        "dns answers (servfail, nxdomain, refused) are sent from an interface; a cgroup target \
+         can only drop queries: target the container, netns or pid instead",
+    );
+    let t = json!({"name": "gone", "type": "dns", "attributes": {"action": "drop", "domains": ["*.shop.test"]}});
+    let r = d.post("/proxies/dns/toxics", &t.to_string());
+    assert_eq!(r.status, 200, "{}", r.text());
+    let server = format!("@{}", pair.host_v4);
+    let run = |cmd: &mut Command| {
+        let out = cmd
+            .args([
+                &server,
+                "+time=2",
+                "+tries=1",
+                "+short",
+                "api.shop.test",
+                "A",
+            ])
+            .output()
+            .expect("dig");
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).trim().to_string(),
+        )
+    };
+    // In the cgroup: the query is dropped (dig exits 9: no answer).
+    assert_eq!(run(&mut cg.command("dig")).0, Some(9));
+    // Outside it, at the same time: answered.
+    assert_eq!(
+        run(&mut Command::new("dig")),
+        (Some(0), "10.9.0.1".to_string())
+    );
+    drop(dns);
+}

@@ -112,6 +112,13 @@ async fn a_partition_cuts_a_from_b_both_ways_and_heals() {
     t.d.delete("/partitions/split")
         .assert_error(404, "partition not found");
     assert_eq!(t.d.get("/partitions").text(), "{}");
+
+    // POST /reset removes every fault, partitions included.
+    assert_eq!(t.d.post("/partitions", &body.to_string()).status, 201);
+    assert_eq!(t.reach(1, 0), 0);
+    assert_eq!(t.d.post("/reset", "").status, 204);
+    assert_eq!(t.reach(1, 0), 20);
+    assert_eq!(t.d.get("/partitions").text(), "{}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
