@@ -704,7 +704,7 @@ impl Engine {
     }
 
     /// `ttl_ms` 0 or absent = no expiry, unless --max-fault-duration caps it.
-    fn effective_ttl(&self, ttl_ms: Option<u64>) -> Option<u64> {
+    pub fn effective_ttl(&self, ttl_ms: Option<u64>) -> Option<u64> {
         let asked = ttl_ms.filter(|ms| *ms > 0);
         match self.options.max_fault_duration {
             None => asked,

@@ -27,18 +27,16 @@ struct Three {
 
 impl Three {
     async fn new() -> Three {
+        Three::with_daemon(Daemon::with_kernel()).await
+    }
+
+    async fn with_daemon(d: Daemon) -> Three {
         require_root();
         let a = Pair::new().await;
         let b = Pair::new().await;
         let c = Pair::new().await;
         let bridge = Bridge::new(&[&a, &b, &c]);
-        Three {
-            d: Daemon::with_kernel(),
-            a,
-            b,
-            c,
-            bridge,
-        }
+        Three { d, a, b, c, bridge }
     }
 
     fn ns(&self, i: usize) -> &Ns {
@@ -163,4 +161,17 @@ async fn bad_partitions_are_refused_in_toxiproxy_form() {
     );
     assert_eq!(t.d.post("/partitions", "{").status, 400);
     assert_eq!(t.d.get("/partitions").text(), "{}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn max_fault_duration_caps_a_partition() {
+    let t = Three::with_daemon(Daemon::with_kernel_and(&["--max-fault-duration", "800ms"])).await;
+    let body =
+        json!({"name": "capped", "a": [{"netns": t.a.ns.name}], "b": [{"netns": t.b.ns.name}]});
+    let r = t.d.post("/partitions", &body.to_string());
+    assert_eq!(r.status, 201, "{}", r.text());
+    assert_eq!(r.json()["ttl_ms"], 800);
+    assert_eq!(t.reach(0, 1), 0);
+    std::thread::sleep(Duration::from_millis(900));
+    assert_eq!(t.reach(0, 1), 20, "healed by the cap");
 }

@@ -34,7 +34,9 @@ pub async fn show(engine: &Engine, name: &str) -> Result<Response, WireError> {
 
 pub async fn create(engine: &Engine, body: &[u8]) -> Result<Response, WireError> {
     let v: Value = serde_json::from_slice(body).map_err(ApiError::bad_body)?;
-    let spec = PartitionSpec::from_json(&v)?;
+    let mut spec = PartitionSpec::from_json(&v)?;
+    // A partition is a fault like any other: --max-fault-duration caps it.
+    spec.ttl_ms = engine.effective_ttl(spec.ttl_ms);
     let dp = engine.kernel()?;
     let spec = engine.partitions.create(dp, spec).await?;
     Ok(json_response(201, &spec.to_json()))
