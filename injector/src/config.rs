@@ -7,10 +7,20 @@
 //!  {"name": "web", "upstream": "*:80", "target": {"container": "web"}}]
 //! ```
 //!
+//! An object instead of the array adds named zones (sets of CIDRs that
+//! `blackhole` and `loss` toxics cut with `"zones": [...]`), defined before
+//! any toxic refers to them:
+//!
+//! ```json
+//! {"zones": {"az-a": ["10.0.1.0/24"], "az-b": ["10.0.2.0/24", "fd00:2::/64"]},
+//!  "proxies": [{"name": "orders", "upstream": "*", "target": {"container": "orders"},
+//!               "toxics": [{"type": "blackhole", "attributes": {"zones": ["az-b"]}}]}]}
+//! ```
+//!
 //! ToxiProxy logs a bad config and serves anyway; we refuse to start, so a
 //! chaos run never goes ahead with half of its faults.
 
-use std::path::Path;
+use std::{collections::BTreeMap, path::Path};
 
 use anyhow::{Context as _, anyhow, bail};
 use serde_json::Value;
@@ -24,6 +34,26 @@ use crate::{
 pub async fn apply(engine: &Engine, path: &Path) -> anyhow::Result<usize> {
     let raw = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
     let ctx = || format!("config {}", path.display());
+    let raw = match serde_json::from_slice::<Value>(&raw) {
+        Ok(Value::Object(mut top)) => {
+            if let Some(zones) = top.remove("zones") {
+                let zones: BTreeMap<String, Vec<String>> = serde_json::from_value(zones)
+                    .map_err(|e| anyhow!("zones must map names to lists of CIDRs: {e}"))
+                    .with_context(ctx)?;
+                engine
+                    .kernel()
+                    .and_then(|dp| dp.set_zones(&zones))
+                    .map_err(|e| anyhow!("zones: {}", e.message))
+                    .with_context(ctx)?;
+            }
+            let proxies = top.remove("proxies").unwrap_or(Value::Null);
+            if let Some(key) = top.keys().next() {
+                bail!("{}: unknown key {key:?} (expected zones, proxies)", ctx());
+            }
+            serde_json::to_vec(&proxies)?
+        }
+        _ => raw,
+    };
     let list = decode_list(&raw)
         .map_err(|e| anyhow!(e.message))
         .with_context(ctx)?;

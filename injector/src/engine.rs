@@ -25,7 +25,7 @@ use tokio::sync::{Mutex, broadcast};
 use crate::{
     ApiError,
     faults::Attributes,
-    kernel::{DataPlane, KernelProxy},
+    kernel::{DataPlane, KernelProxy, partition::Partitions},
     model::{Stream, Target, Toxic},
     proxy::ListenProxy,
 };
@@ -225,6 +225,8 @@ pub struct Engine {
     /// ToxiProxy's Prometheus counters do).
     retired: std::sync::Mutex<BTreeMap<CounterKey, (u64, u64)>>,
     dataplane: Result<Arc<DataPlane>, ApiError>,
+    /// Partitions in force (kernel/partition.rs).
+    pub partitions: Partitions,
     events: broadcast::Sender<Event>,
     options: EngineOptions,
     next_id: AtomicU64,
@@ -247,6 +249,7 @@ impl Engine {
             proxies: Mutex::new(BTreeMap::new()),
             retired: std::sync::Mutex::new(BTreeMap::new()),
             dataplane,
+            partitions: Partitions::default(),
             events,
             options,
             next_id: AtomicU64::new(1),
@@ -621,6 +624,10 @@ impl Engine {
                 }
             }
         }
+        // Partitions are faults too: a reset heals them.
+        if let Ok(dp) = &self.dataplane {
+            self.partitions.heal_all(dp).await;
+        }
         Ok(())
     }
 
@@ -697,7 +704,7 @@ impl Engine {
     }
 
     /// `ttl_ms` 0 or absent = no expiry, unless --max-fault-duration caps it.
-    fn effective_ttl(&self, ttl_ms: Option<u64>) -> Option<u64> {
+    pub fn effective_ttl(&self, ttl_ms: Option<u64>) -> Option<u64> {
         let asked = ttl_ms.filter(|ms| *ms > 0);
         match self.options.max_fault_duration {
             None => asked,
@@ -797,6 +804,42 @@ impl Engine {
         });
     }
 
+    /// The kernel data plane, or why there is none.
+    pub fn kernel(&self) -> Result<&Arc<DataPlane>, ApiError> {
+        self.dataplane()
+    }
+
+    /// Runs `change` on the zones unless a toxic in force uses zone `name`:
+    /// its rules hold the zone's addresses as they were, so a changed or
+    /// deleted zone would silently differ from what the kernel does (409).
+    pub async fn change_zone<T>(
+        &self,
+        name: &str,
+        change: impl FnOnce(&DataPlane) -> Result<T, ApiError>,
+    ) -> Result<T, ApiError> {
+        let dp = self.dataplane()?;
+        let proxies = self.proxies.lock().await;
+        let users: Vec<String> = proxies
+            .iter()
+            .flat_map(|(p, e)| {
+                e.toxics
+                    .iter()
+                    .filter(|s| s.toxic.attributes.zones().iter().any(|z| z == name))
+                    .map(move |s| format!("{p}/{}", s.toxic.name))
+            })
+            .collect();
+        if !users.is_empty() {
+            return Err(ApiError::new(
+                409,
+                format!(
+                    "zone {name:?} is used by toxic {}; remove it first",
+                    users.join(", ")
+                ),
+            ));
+        }
+        change(dp)
+    }
+
     /// Tells the data plane which port the API serves, so its rules never
     /// touch the API's own traffic.
     pub async fn guard_api_port(&self, port: u16) {
@@ -816,6 +859,7 @@ impl Engine {
         }
         // qdiscs and IFBs outlive the process unless removed here.
         if let Ok(dp) = &self.dataplane {
+            self.partitions.heal_all(dp).await;
             dp.shutdown().await;
         }
     }

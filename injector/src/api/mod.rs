@@ -14,6 +14,7 @@ pub mod experiments;
 pub mod json;
 pub mod metrics;
 pub mod openapi;
+pub mod partitions;
 pub mod populate;
 pub mod proxies;
 pub mod reset;
@@ -21,6 +22,7 @@ pub mod tls;
 pub mod toxics;
 pub mod version;
 mod xid;
+pub mod zones;
 
 use std::{sync::Arc, time::Duration};
 
@@ -94,6 +96,10 @@ pub enum Route {
     Experiment(String),
     /// `log.md`, `log.json` or `chart.svg` of one experiment.
     ExperimentFile(String, String),
+    Zones,
+    Zone(String),
+    Partitions,
+    Partition(String),
 }
 
 impl Route {
@@ -113,6 +119,10 @@ impl Route {
             ["proxies", p] => Route::Proxy(var(p)?),
             ["proxies", p, "toxics"] => Route::Toxics(var(p)?),
             ["proxies", p, "toxics", t] => Route::Toxic(var(p)?, var(t)?),
+            ["zones"] => Route::Zones,
+            ["zones", z] => Route::Zone(var(z)?),
+            ["partitions"] => Route::Partitions,
+            ["partitions", n] => Route::Partition(var(n)?),
             ["experiments"] => Route::Experiments,
             ["experiments", id] => Route::Experiment(var(id)?),
             ["experiments", id, f @ ("log.md" | "log.json" | "chart.svg")] => {
@@ -134,13 +144,20 @@ impl Route {
             }
             Route::Experiments => m == Method::GET || m == Method::POST,
             Route::Experiment(_) => m == Method::GET || m == Method::DELETE,
+            Route::Zones => m == Method::GET,
+            Route::Zone(_) => {
+                m == Method::GET || m == Method::PUT || m == Method::POST || m == Method::DELETE
+            }
+            Route::Partitions => m == Method::GET || m == Method::POST,
+            Route::Partition(_) => m == Method::GET || m == Method::DELETE,
             // ToxiProxy registers /metrics without a method restriction.
             Route::Metrics => true,
         }
     }
 
     fn has_body(&self, m: &Method) -> bool {
-        (m == Method::POST || m == Method::PATCH) && !matches!(self, Route::Reset | Route::Metrics)
+        (m == Method::POST || m == Method::PATCH || m == Method::PUT)
+            && !matches!(self, Route::Reset | Route::Metrics)
     }
 }
 
@@ -329,6 +346,16 @@ async fn handle(
         Route::Experiment(id) if method == Method::GET => experiments::show(&api.experiments, &id),
         Route::Experiment(id) => experiments::delete(&api.experiments, &id).await,
         Route::ExperimentFile(id, f) => experiments::file(&api.experiments, &id, &f),
+        Route::Zones => zones::index(e).await,
+        Route::Zone(z) => match *method {
+            Method::GET => zones::show(e, &z).await,
+            Method::DELETE => zones::delete(e, &z).await,
+            _ => zones::put(e, &z, body).await,
+        },
+        Route::Partitions if method == Method::GET => partitions::index(e).await,
+        Route::Partitions => partitions::create(e, body).await,
+        Route::Partition(n) if method == Method::GET => partitions::show(e, &n).await,
+        Route::Partition(n) => partitions::delete(e, &n).await,
         Route::Toxic(p, t) => match *method {
             Method::GET => toxics::show(e, &p, &t).await,
             Method::DELETE => toxics::delete(e, &p, &t).await,

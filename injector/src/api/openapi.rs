@@ -184,6 +184,28 @@ pub fn document() -> Value {
                 "series": {"type": "object"}, "log": {"type": "array", "items": {"type": "object"}}
             }
         },
+        "Zone": {
+            "type": "object",
+            "required": ["name", "cidrs"],
+            "properties": {"name": {"type": "string"}, "cidrs": {"type": "array", "items": {"type": "string"}}}
+        },
+        "ZonePut": {
+            "type": "object",
+            "required": ["cidrs"],
+            "description": "Addresses or CIDRs, IPv4 or IPv6; at least one.",
+            "properties": {"cidrs": {"type": "array", "minItems": 1, "items": {"type": "string"}}}
+        },
+        "Partition": {
+            "type": "object",
+            "required": ["name", "a", "b"],
+            "description": "Group a cannot reach group b and b cannot reach a; everyone else is unaffected. A member is a Target (its own addresses; a cgroup has none) or an address/CIDR string. ttl_ms heals it by itself.",
+            "properties": {
+                "name": {"type": "string"},
+                "a": {"type": "array", "minItems": 1, "items": {"oneOf": [r("Target"), {"type": "string"}]}},
+                "b": {"type": "array", "minItems": 1, "items": {"oneOf": [r("Target"), {"type": "string"}]}},
+                "ttl_ms": {"type": "integer", "minimum": 0}
+            }
+        },
         "ToxicUpdate": {
             "type": "object",
             "description": "Attributes are merged field by field; name, type and stream are ignored.",
@@ -217,7 +239,7 @@ pub fn document() -> Value {
             },
             "/populate": {"post": {"summary": "Add, keep or replace proxies in order", "requestBody": {"required": true, "content": {"application/json": {"schema": {"type": "array", "items": r("ProxyCreate")}}}},
                 "responses": {"201": json_response("Done", r("PopulateResult")), "400": json_response("Invalid input; nothing done", r("PopulateResult")), "500": json_response("Stopped at a failure; proxies done so far", r("PopulateResult"))}}},
-            "/reset": {"post": {"summary": "Enable every proxy and remove every toxic", "responses": {"204": {"description": "Done"}, "500": error_response("a proxy could not start")}}},
+            "/reset": {"post": {"summary": "Enable every proxy, remove every toxic and heal every partition", "responses": {"204": {"description": "Done"}, "500": error_response("a proxy could not start")}}},
             "/proxies/{proxy}": {
                 "parameters": [param("proxy")],
                 "get": {"summary": "One proxy", "responses": {"200": proxy(), "404": not_found()}},
@@ -254,6 +276,23 @@ pub fn document() -> Value {
             "/experiments/{id}/log.md": {"parameters": [param("id")], "get": {"summary": "The written log (Markdown)", "responses": {"200": {"description": "Markdown", "content": {"text/markdown; charset=utf-8": {"schema": {"type": "string"}}}}, "404": error_response("experiment not found")}}},
             "/experiments/{id}/log.json": {"parameters": [param("id")], "get": {"summary": "The written log (JSON)", "responses": {"200": json_response("The experiment", r("Experiment")), "404": error_response("experiment not found")}}},
             "/experiments/{id}/chart.svg": {"parameters": [param("id")], "get": {"summary": "Success rate and latency over time, faults shaded", "responses": {"200": {"description": "SVG", "content": {"image/svg+xml": {"schema": {"type": "string"}}}}, "404": error_response("experiment not found")}}},
+            "/zones": {"get": {"summary": "Zones (named CIDR sets for blackhole/loss `zones`), keyed by name", "responses": {"200": json_response("Zones", json!({"type": "object", "additionalProperties": r("Zone")})), "501": error_response("no kernel data plane")}}},
+            "/zones/{zone}": {
+                "parameters": [param("zone")],
+                "get": {"summary": "One zone", "responses": {"200": json_response("The zone", r("Zone")), "404": error_response("zone not found")}},
+                "put": {"summary": "Define or replace a zone", "requestBody": body("ZonePut"), "responses": {"200": json_response("Replaced", r("Zone")), "201": json_response("Created", r("Zone")), "400": error_response("invalid address or prefix, no CIDR"), "409": error_response("a toxic in force uses the zone")}},
+                "post": {"summary": "Same as PUT", "requestBody": body("ZonePut"), "responses": {"200": json_response("Replaced", r("Zone")), "201": json_response("Created", r("Zone")), "400": error_response("invalid address or prefix, no CIDR"), "409": error_response("a toxic in force uses the zone")}},
+                "delete": {"summary": "Remove a zone", "responses": {"204": {"description": "Removed"}, "404": error_response("zone not found"), "409": error_response("a toxic in force uses the zone")}}
+            },
+            "/partitions": {
+                "get": {"summary": "Partitions in force, keyed by name", "responses": {"200": json_response("Partitions", json!({"type": "object", "additionalProperties": r("Partition")}))}},
+                "post": {"summary": "Cut group a from group b, both ways", "requestBody": body("Partition"), "responses": {"201": json_response("In force", r("Partition")), "400": error_response("bad body, a group without addresses, no target"), "403": error_response("a target the guard rails refuse"), "404": error_response("target not found"), "409": error_response("partition already exists"), "501": error_response("no kernel data plane")}}
+            },
+            "/partitions/{partition}": {
+                "parameters": [param("partition")],
+                "get": {"summary": "One partition", "responses": {"200": json_response("The partition", r("Partition")), "404": error_response("partition not found")}},
+                "delete": {"summary": "Heal a partition", "responses": {"204": {"description": "Healed"}, "404": error_response("partition not found")}}
+            },
             "/openapi.json": {"get": {"summary": "This document", "responses": {"200": json_response("OpenAPI 3", json!({"type": "object"}))}}}
         },
         "components": {
@@ -300,6 +339,10 @@ mod tests {
             "/openapi.json",
             "/experiments",
             "/experiments/{id}",
+            "/zones",
+            "/zones/{zone}",
+            "/partitions",
+            "/partitions/{partition}",
         ] {
             assert!(paths.contains_key(templ), "{templ} is not documented");
         }

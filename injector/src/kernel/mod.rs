@@ -14,6 +14,7 @@ pub mod lock;
 pub mod native;
 pub mod netlink;
 pub mod netns;
+pub mod partition;
 pub mod reaper;
 pub mod resolve;
 pub mod selector;
@@ -102,12 +103,37 @@ struct Inner {
     clsact_ours: HashMap<u32, String>,
 }
 
+/// A named set of CIDRs (an availability zone, a rack, a region).
+struct Zone {
+    cidrs: Vec<String>,
+    prefixes: Vec<Prefix>,
+}
+
+impl Zone {
+    /// An empty zone is refused: a rule without prefixes matches every
+    /// address, so a toxic on it would cut everything, not nothing.
+    fn parse(name: &str, cidrs: &[String]) -> Result<Zone, ApiError> {
+        if name.is_empty() || name.contains('/') {
+            return Err(ApiError::bad_request(format!("invalid zone name {name:?}")));
+        }
+        if cidrs.is_empty() {
+            return Err(ApiError::bad_request(format!(
+                "zone {name:?} needs at least one CIDR"
+            )));
+        }
+        Ok(Zone {
+            cidrs: cidrs.iter().map(|c| c.trim().to_string()).collect(),
+            prefixes: native::parse_prefixes(cidrs)?,
+        })
+    }
+}
+
 /// The loaded data plane: one per daemon.
 pub struct DataPlane {
     inner: Mutex<Inner>,
     nl: Netlink,
     /// Named address sets (availability zones) toxics can cut.
-    zones: std::sync::RwLock<BTreeMap<String, Vec<Prefix>>>,
+    zones: std::sync::RwLock<BTreeMap<String, Zone>>,
     /// Held while this data plane lives (see lock.rs).
     _presence: lock::Presence,
 }
@@ -165,14 +191,39 @@ impl DataPlane {
         }))
     }
 
-    /// Replaces the zone definitions (name -> CIDRs).
+    /// Replaces the zone definitions (name -> CIDRs), all or nothing.
     pub fn set_zones(&self, zones: &BTreeMap<String, Vec<String>>) -> Result<(), ApiError> {
         let mut parsed = BTreeMap::new();
         for (name, cidrs) in zones {
-            parsed.insert(name.clone(), native::parse_prefixes(cidrs)?);
+            parsed.insert(name.clone(), Zone::parse(name, cidrs)?);
         }
         *self.zones.write().expect("zones lock") = parsed;
         Ok(())
+    }
+
+    /// Every zone: name -> its CIDRs as given.
+    pub fn zones(&self) -> BTreeMap<String, Vec<String>> {
+        let zones = self.zones.read().expect("zones lock");
+        zones
+            .iter()
+            .map(|(n, z)| (n.clone(), z.cidrs.clone()))
+            .collect()
+    }
+
+    /// Defines or replaces one zone; true when it is new.
+    pub fn put_zone(&self, name: &str, cidrs: &[String]) -> Result<bool, ApiError> {
+        let zone = Zone::parse(name, cidrs)?;
+        let mut zones = self.zones.write().expect("zones lock");
+        Ok(zones.insert(name.to_string(), zone).is_none())
+    }
+
+    /// Forgets a zone; false when there was none.
+    pub fn remove_zone(&self, name: &str) -> bool {
+        self.zones
+            .write()
+            .expect("zones lock")
+            .remove(name)
+            .is_some()
     }
 
     pub fn zone_prefixes(&self, names: &[String]) -> Result<Vec<Prefix>, ApiError> {
@@ -182,7 +233,7 @@ impl DataPlane {
             let z = zones
                 .get(n)
                 .ok_or_else(|| ApiError::bad_request(format!("unknown zone {n:?}")))?;
-            out.extend(z.iter().copied());
+            out.extend(z.prefixes.iter().copied());
         }
         Ok(out)
     }

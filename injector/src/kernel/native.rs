@@ -344,6 +344,15 @@ impl KernelProxy {
                 }
                 KernelAction::Count => r.action = ACT_COUNT,
                 KernelAction::Dns(plan) => {
+                    if plan.rcode.is_some() && matches!(self.target.attach, Attach::Cgroup { .. }) {
+                        // cgroup programs can drop a packet but not send one:
+                        // the answer would silently never happen.
+                        return Err(ApiError::bad_request(
+                            "dns answers (servfail, nxdomain, refused) are sent from an interface; \
+                             a cgroup target can only drop queries: target the container, netns \
+                             or pid instead",
+                        ));
+                    }
                     r.action = ACT_DNS;
                     r.protos = PROTO_UDP | PROTO_TCP;
                     r.probability = scale(plan.probability);

@@ -118,6 +118,8 @@ pub struct Pair {
     pub ns_v4: Ipv4Addr,
     pub host_v6: Ipv6Addr,
     pub ns_v6: Ipv6Addr,
+    /// The veth end inside the namespace.
+    pub ns_if: String,
     nl: Netlink,
 }
 
@@ -143,6 +145,7 @@ impl Pair {
             ns_v4: Ipv4Addr::new(10, 231, n as u8, 2),
             host_v6: format!("fd00:231:{n:x}::1").parse().unwrap(),
             ns_v6: format!("fd00:231:{n:x}::2").parse().unwrap(),
+            ns_if: peer_if.clone(),
             nl,
         };
         pair.configure(&peer_if).await;
@@ -203,6 +206,115 @@ impl Pair {
             );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+    }
+}
+
+impl Pair {
+    /// A default route (IPv4 and IPv6) from the namespace to the host end,
+    /// so the namespace reaches every address of the host, e.g. the host
+    /// ends of other pairs.
+    pub fn route_via_host(&self) {
+        for (family, via) in [
+            ("-4", self.host_v4.to_string()),
+            ("-6", self.host_v6.to_string()),
+        ] {
+            let out = std::process::Command::new("ip")
+                .args([
+                    "-n",
+                    &self.ns.name,
+                    family,
+                    "route",
+                    "add",
+                    "default",
+                    "via",
+                    &via,
+                ])
+                .output()
+                .expect("ip (iproute2)");
+            assert!(
+                out.status.success(),
+                "default route in {}: {}",
+                self.ns.name,
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    }
+}
+
+/// Datagrams `sink` got of `n` sent from `src` inside `from` (after a
+/// pause long enough for the last one to arrive).
+pub fn delivered(from: &Ns, src: SocketAddr, sink: &UdpSink, n: u32) -> u32 {
+    let before = sink.count();
+    let to = sink.addr;
+    from.run(move || send_udp(src, to, n));
+    std::thread::sleep(Duration::from_millis(150));
+    sink.count() - before
+}
+
+/// A bridge joining the host ends of pairs, so their namespaces share one
+/// link (fd00:232:N::i/64, i = 1, 2, ...) and talk without the host routing
+/// between them. IPv6 only: with br_netfilter loaded, bridged IPv4 goes
+/// through iptables' FORWARD chain, which Docker sets to DROP.
+pub struct Bridge {
+    pub name: String,
+    /// The namespaces' addresses on the bridge, in the order of the pairs.
+    pub addrs: Vec<Ipv6Addr>,
+}
+
+impl Bridge {
+    pub fn new(pairs: &[&Pair]) -> Bridge {
+        let (pid, n) = tag();
+        let n = n % 250 + 1;
+        let name = format!("ij{}br{n}", pid % 10_000);
+        let ip = |args: &[&str]| {
+            let out = std::process::Command::new("ip")
+                .args(args)
+                .output()
+                .expect("ip (iproute2)");
+            assert!(
+                out.status.success(),
+                "ip {}: {}",
+                args.join(" "),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        let _ = std::process::Command::new("ip")
+            .args(["link", "del", &name])
+            .output();
+        ip(&["link", "add", &name, "type", "bridge"]);
+        let bridge = Bridge {
+            name: name.clone(),
+            addrs: Vec::new(),
+        };
+        let _ = fs::write(format!("/proc/sys/net/ipv6/conf/{name}/disable_ipv6"), "1");
+        ip(&["link", "set", &name, "up"]);
+        let mut bridge = bridge;
+        for (i, p) in pairs.iter().enumerate() {
+            ip(&["link", "set", &p.host_if, "master", &name]);
+            let addr: Ipv6Addr = format!("fd00:232:{n:x}::{:x}", i + 1).parse().unwrap();
+            ip(&[
+                "-n",
+                &p.ns.name,
+                "addr",
+                "add",
+                &format!("{addr}/64"),
+                "dev",
+                &p.ns_if,
+                "nodad",
+            ]);
+            bridge.addrs.push(addr);
+        }
+        // Ports forward only once the bridge has seen them up.
+        std::thread::sleep(Duration::from_millis(100));
+        bridge
+    }
+}
+
+impl Drop for Bridge {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("ip")
+            .args(["link", "del", &self.name])
+            .output();
     }
 }
 
