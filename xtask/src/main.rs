@@ -4,6 +4,7 @@
 //! `setup`, so a fresh Debian or Ubuntu machine with rustup needs nothing else.
 
 mod cmd;
+mod fuzz;
 mod run;
 mod scripts;
 mod setup;
@@ -35,6 +36,8 @@ enum Command {
     VmTest(vm::VmOptions),
     /// Check the shell scripts and the Vagrantfile (syntax and shellcheck).
     CheckScripts,
+    /// Run the cargo-fuzz targets of fuzz/ for a while each (installs cargo-fuzz).
+    Fuzz(fuzz::FuzzOptions),
 }
 
 fn main() {
@@ -45,6 +48,7 @@ fn main() {
         Command::Test(opts) => test::test(&opts),
         Command::VmTest(opts) => setup::setup().and_then(|()| vm::vm_test(&opts)),
         Command::CheckScripts => scripts::check(),
+        Command::Fuzz(opts) => setup::setup().and_then(|()| fuzz::fuzz(&opts)),
     };
     if let Err(e) = result {
         eprintln!("xtask: error: {e:#}");
