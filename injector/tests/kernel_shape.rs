@@ -18,8 +18,8 @@ use std::{
 
 use common::*;
 use injector::{
-    kernel::{DataPlane, KernelProxy, features},
-    model::{Stream, Target, Toxic},
+    kernel::{DataPlane, KernelProxy},
+    model::{Stream, Target},
 };
 use serde_json::json;
 
@@ -29,10 +29,6 @@ async fn setup() -> (Arc<DataPlane>, Pair) {
         DataPlane::load().await.expect("load data plane"),
         Pair::new().await,
     )
-}
-
-fn has_netem() -> bool {
-    features::collect().has("netem")
 }
 
 /// Bytes a sink received between `from` and `to` after the first byte.
@@ -164,25 +160,6 @@ async fn bandwidth_limits_what_the_target_receives() {
         "ran at {rate:.0} B/s for a 300 KB/s limit"
     );
     p.stop().await;
-}
-
-/// Adds a netem toxic; on a kernel without netem, asserts the refusal
-/// names netem and returns None.
-async fn netem_or_refusal(p: &mut KernelProxy, t: Toxic) -> Option<()> {
-    let r = p.set_toxics(&[t]).await;
-    if has_netem() {
-        r.expect("netem fault on a kernel with netem");
-        Some(())
-    } else {
-        let e = r.expect_err("a netem fault on a kernel without netem must fail");
-        assert_eq!(e.status, 501);
-        assert!(
-            e.message.contains("netem"),
-            "error must name netem: {}",
-            e.message
-        );
-        None
-    }
 }
 
 /// The fastest round trip: scheduling noise (an emulated VM, a loaded

@@ -216,7 +216,11 @@ pub fn collect() -> Report {
     let tcbpf = r.has("bpf-programs") && (r.has("tcx") || r.has("clsact"));
     let netem = r.has("netem");
     let faults = vec![
-        ("loss, blackhole, zones", tcbpf, "BPF tc programs"),
+        (
+            "loss, blackhole, zones, partitions",
+            tcbpf,
+            "BPF tc programs",
+        ),
         ("refuse", tcbpf, "BPF tc programs (cgroups: connect hooks)"),
         (
             "reset, reset_peer, limit_data, timeout",

@@ -682,3 +682,25 @@ pub fn toxic(
         expires_at: None,
     }
 }
+
+/// Adds a netem toxic; on a kernel without netem, asserts the refusal
+/// names netem and returns None.
+pub async fn netem_or_refusal(
+    p: &mut injector::kernel::KernelProxy,
+    t: injector::model::Toxic,
+) -> Option<()> {
+    let r = p.set_toxics(&[t]).await;
+    if injector::kernel::features::collect().has("netem") {
+        r.expect("netem fault on a kernel with netem");
+        Some(())
+    } else {
+        let e = r.expect_err("a netem fault on a kernel without netem must fail");
+        assert_eq!(e.status, 501);
+        assert!(
+            e.message.contains("netem"),
+            "error must name netem: {}",
+            e.message
+        );
+        None
+    }
+}
