@@ -57,6 +57,20 @@ async fn ours_in_kernel(nl: &Netlink, pairs: &[Pair]) -> Vec<String> {
 #[tokio::test(flavor = "multi_thread")]
 async fn sigkill_with_100_faults_then_restart_leaves_nothing() {
     require_root();
+    // A bystander daemon lives through it all: its faults are its own, and
+    // the dead daemon's leftovers still go (each daemon has its journal).
+    let bystander_pair = Pair::new().await;
+    let bystander = Daemon::with_kernel();
+    let proxy = json!({"name": "b", "upstream": format!("{}/32", bystander_pair.host_v4), "target": {"netns": bystander_pair.ns.name}});
+    assert_eq!(bystander.post("/proxies", &proxy.to_string()).status, 201);
+    let slow = json!({"name": "slow", "type": "bandwidth", "stream": "upstream", "attributes": {"rate": 100}});
+    assert_eq!(
+        bystander
+            .post("/proxies/b/toxics", &slow.to_string())
+            .status,
+        200
+    );
+
     let mut pairs = Vec::new();
     for _ in 0..10 {
         pairs.push(Pair::new().await);
@@ -107,6 +121,14 @@ async fn sigkill_with_100_faults_then_restart_leaves_nothing() {
     let d2 = Daemon::with_kernel();
     let left = ours_in_kernel(&nl, &pairs).await;
     assert!(left.is_empty(), "left after restart: {left:?}");
+    let kept = ours_in_kernel(&nl, std::slice::from_ref(&bystander_pair)).await;
+    assert!(
+        // Upstream shaping lives on the IFB behind the host veth.
+        kept.iter().any(|o| o.starts_with("inj-ifb"))
+            && kept.iter().any(|o| o.starts_with("tc_ingress")),
+        "the bystander lost its fault: {kept:?}"
+    );
+    assert_eq!(bystander.get("/proxies/b/toxics/slow").status, 200);
     drop(d2);
     drop(d);
 }

@@ -14,13 +14,33 @@ use super::{
 pub const IFB_PREFIX: &str = "inj-ifb";
 
 /// Removes injector's leftovers from the host namespace; returns what it
-/// removed, for the log.
-pub async fn leftovers(nl: &Netlink) -> Vec<String> {
+/// removed, for the log. The journals of dead daemons are always replayed;
+/// the sweep by names and handles, which cannot tell whose an object is,
+/// only when `alone` (no other data plane lives).
+pub async fn leftovers(nl: &Netlink, alone: bool) -> Vec<String> {
     let mut removed = Vec::new();
     let Ok(links) = nl.links().await else {
         return removed;
     };
-    for o in journal::outstanding().unwrap_or_default() {
+    for orphan in journal::orphans() {
+        for o in orphan.outstanding() {
+            remove(nl, &links, o, &mut removed).await;
+        }
+        orphan.discard();
+    }
+    if alone {
+        sweep(nl, &mut removed).await;
+    }
+    removed
+}
+
+async fn remove(
+    nl: &Netlink,
+    links: &[super::netlink::Link],
+    o: Object,
+    removed: &mut Vec<String>,
+) {
+    {
         match o {
             Object::RootQdisc {
                 ifindex,
@@ -63,9 +83,11 @@ pub async fn leftovers(nl: &Netlink) -> Vec<String> {
             }
         }
     }
-    journal::reset();
+}
+
+async fn sweep(nl: &Netlink, removed: &mut Vec<String>) {
     let Ok(links) = nl.links().await else {
-        return removed;
+        return;
     };
     for l in &links {
         if l.name.starts_with(IFB_PREFIX) {
@@ -96,5 +118,4 @@ pub async fn leftovers(nl: &Netlink) -> Vec<String> {
             }
         }
     }
-    removed
 }

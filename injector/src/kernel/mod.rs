@@ -156,19 +156,19 @@ impl DataPlane {
         let nl = Netlink::current().map_err(|e| ApiError::internal(format!("netlink: {e}")))?;
         let mut presence = lock::Presence::announce()
             .map_err(|e| ApiError::internal(format!("{}/dataplane.lock: {e}", lock::RUN_DIR)))?;
-        if presence.alone {
-            let report = cleanup::leftovers(&nl).await;
-            if !report.is_empty() {
-                tracing::warn!("removed leftovers of an earlier run: {}", report.join(", "));
-            }
-            presence.share().map_err(|e| {
-                ApiError::internal(format!("{}/dataplane.lock: {e}", lock::RUN_DIR))
-            })?;
-        } else {
+        if !presence.alone {
             tracing::info!(
-                "another injector data plane runs on this host; leftovers are left alone"
+                "another injector data plane runs on this host: only the journals of dead \
+                 daemons are replayed, nothing is swept by name"
             );
         }
+        let report = cleanup::leftovers(&nl, presence.alone).await;
+        if !report.is_empty() {
+            tracing::warn!("removed leftovers of an earlier run: {}", report.join(", "));
+        }
+        presence
+            .share()
+            .map_err(|e| ApiError::internal(format!("{}/dataplane.lock: {e}", lock::RUN_DIR)))?;
         let bpf = Bpf::load().map_err(|e| {
             ApiError::unsupported(format!(
                 "kernel data plane unavailable: {} (injector needs root, BPF, BTF and tc \
