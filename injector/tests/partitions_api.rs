@@ -2,14 +2,14 @@
 //! B are cut from each other both ways in one call while A<->C and B<->C
 //! keep working; DELETE heals at once, ttl_ms heals by itself.
 //!
-//! The namespaces talk over IPv6 on a bridge the test makes (see Bridge in
-//! common: bridged IPv4 meets Docker's FORWARD DROP on this host).
+//! The namespaces talk over IPv6 and IPv4 on a bridge the test makes (see
+//! Bridge in common).
 
 mod common;
 mod conformance_support;
 
 use std::{
-    net::{Ipv6Addr, SocketAddr},
+    net::{IpAddr, Ipv6Addr, SocketAddr},
     time::Duration,
 };
 
@@ -49,12 +49,23 @@ impl Three {
 
     /// Datagrams that went from namespace `from` to namespace `to`, of 20.
     fn reach(&self, from: usize, to: usize) -> u32 {
-        let sink = UdpSink::start(SocketAddr::new(self.addr(to).into(), 0), Some(self.ns(to)));
-        let src = SocketAddr::new(self.addr(from).into(), 0);
+        self.reach_at(self.addr(from).into(), from, self.addr(to).into(), to)
+    }
+
+    fn reach_at(&self, src: IpAddr, from: usize, dst: IpAddr, to: usize) -> u32 {
+        let sink = UdpSink::start(SocketAddr::new(dst, 0), Some(self.ns(to)));
+        let src = SocketAddr::new(src, 0);
         // The first datagram may wait for neighbour discovery: send one
         // ahead and count the next 20.
         let _ = delivered(self.ns(from), src, &sink, 1);
         delivered(self.ns(from), src, &sink, 20)
+    }
+
+    /// The same six directions over IPv4.
+    fn matrix4(&self) -> [u32; 6] {
+        let v4 = |i: usize| IpAddr::from(self.bridge.addrs4[i]);
+        [(0, 1), (1, 0), (0, 2), (2, 0), (1, 2), (2, 1)]
+            .map(|(from, to)| self.reach_at(v4(from), from, v4(to), to))
     }
 
     /// A -> B, B -> A, A -> C, C -> A, B -> C, C -> B.
@@ -74,6 +85,7 @@ impl Three {
 async fn a_partition_cuts_a_from_b_both_ways_and_heals() {
     let t = Three::new().await;
     assert_eq!(t.matrix(), [20; 6], "all connected before");
+    assert_eq!(t.matrix4(), [20; 6], "all connected before, IPv4");
     let body = json!({
         "name": "split",
         "a": [{"netns": t.a.ns.name}],
@@ -83,6 +95,7 @@ async fn a_partition_cuts_a_from_b_both_ways_and_heals() {
     assert_eq!(r.status, 201, "{}", r.text());
     assert_eq!(r.json(), body);
     assert_eq!(t.matrix(), [0, 0, 20, 20, 20, 20]);
+    assert_eq!(t.matrix4(), [0, 0, 20, 20, 20, 20]);
     // TCP too: a connect from A to B hangs, from A to C works.
     let server_b = TcpServer::echo(SocketAddr::new(t.addr(1).into(), 0), Some(&t.b.ns));
     let server_c = TcpServer::echo(SocketAddr::new(t.addr(2).into(), 0), Some(&t.c.ns));
@@ -104,6 +117,7 @@ async fn a_partition_cuts_a_from_b_both_ways_and_heals() {
 
     assert_eq!(t.d.delete("/partitions/split").status, 204);
     assert_eq!(t.matrix(), [20; 6], "healed at once");
+    assert_eq!(t.matrix4(), [20; 6], "healed at once, IPv4");
     t.a.ns
         .run(move || connect(to_b, Duration::from_secs(3)).map(drop))
         .expect("A connects to B again");

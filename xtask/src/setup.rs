@@ -14,6 +14,7 @@ pub const BPF_LINKER_VERSION: &str = "0.13.0";
 /// with the major version of nightly rustc's LLVM, which bpf-linker must match.
 const TOOLS: &[&str] = &[
     "iproute2",
+    "iptables",
     "iperf3",
     "dnsutils",
     "dnsmasq-base",

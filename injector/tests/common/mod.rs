@@ -252,13 +252,35 @@ pub fn delivered(from: &Ns, src: SocketAddr, sink: &UdpSink, n: u32) -> u32 {
 }
 
 /// A bridge joining the host ends of pairs, so their namespaces share one
-/// link (fd00:232:N::i/64, i = 1, 2, ...) and talk without the host routing
-/// between them. IPv6 only: with br_netfilter loaded, bridged IPv4 goes
-/// through iptables' FORWARD chain, which Docker sets to DROP.
+/// link (fd00:232:N::i/64 and 10.233.N.i/24, i = 1, 2, ...) and talk
+/// without the host routing between them. With br_netfilter loaded, bridged
+/// IPv4 goes through iptables' FORWARD chain, which Docker sets to DROP:
+/// the bridge accepts its own traffic there while it lives.
 pub struct Bridge {
     pub name: String,
     /// The namespaces' addresses on the bridge, in the order of the pairs.
     pub addrs: Vec<Ipv6Addr>,
+    pub addrs4: Vec<Ipv4Addr>,
+}
+
+impl Bridge {
+    /// The FORWARD rule letting this bridge's own IPv4 traffic through.
+    fn accept_rule(&self) -> Vec<String> {
+        [
+            "FORWARD", "-i", &self.name, "-o", &self.name, "-j", "ACCEPT",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+    }
+
+    fn iptables(&self, op: &str) -> std::process::Output {
+        std::process::Command::new("iptables")
+            .arg(op)
+            .args(self.accept_rule())
+            .output()
+            .expect("iptables (cargo xtask setup installs it)")
+    }
 }
 
 impl Bridge {
@@ -285,7 +307,15 @@ impl Bridge {
         let bridge = Bridge {
             name: name.clone(),
             addrs: Vec::new(),
+            addrs4: Vec::new(),
         };
+        let out = bridge.iptables("-I");
+        assert!(
+            out.status.success(),
+            "iptables -I {}: {}",
+            bridge.accept_rule().join(" "),
+            String::from_utf8_lossy(&out.stderr)
+        );
         let _ = fs::write(format!("/proc/sys/net/ipv6/conf/{name}/disable_ipv6"), "1");
         ip(&["link", "set", &name, "up"]);
         let mut bridge = bridge;
@@ -303,6 +333,17 @@ impl Bridge {
                 "nodad",
             ]);
             bridge.addrs.push(addr);
+            let addr4 = Ipv4Addr::new(10, 233, n as u8, i as u8 + 1);
+            ip(&[
+                "-n",
+                &p.ns.name,
+                "addr",
+                "add",
+                &format!("{addr4}/24"),
+                "dev",
+                &p.ns_if,
+            ]);
+            bridge.addrs4.push(addr4);
         }
         // Ports forward only once the bridge has seen them up.
         std::thread::sleep(Duration::from_millis(100));
@@ -312,6 +353,7 @@ impl Bridge {
 
 impl Drop for Bridge {
     fn drop(&mut self) {
+        let _ = self.iptables("-D");
         let _ = std::process::Command::new("ip")
             .args(["link", "del", &self.name])
             .output();
