@@ -20,7 +20,9 @@ use injector_common::{
 };
 
 use super::{
-    DataPlane, Installed, RuleSpec, mono_now_ns,
+    DataPlane, Installed, RuleSpec,
+    counters::Action,
+    mono_now_ns,
     reaper::{self, ReapSpec, Reaper},
     resolve::{self, Attach, Resolved},
     selector::{self, Selector},
@@ -197,6 +199,18 @@ impl KernelProxy {
             .iter()
             .filter(|(t, _)| t.name == toxic)
             .flat_map(|(_, a)| a.rules.iter().map(|r| r.id))
+            .collect()
+    }
+
+    /// Every toxic in force with its rules and what each does (the
+    /// proxy's disabled-state rules are not a toxic and are left out).
+    pub fn toxic_rules(&self) -> Vec<(String, Vec<(u32, Action)>)> {
+        self.toxics
+            .iter()
+            .map(|(t, a)| {
+                let rules = a.rules.iter().map(|r| (r.id, r.action)).collect();
+                (t.name.clone(), rules)
+            })
             .collect()
     }
 
