@@ -3,6 +3,7 @@
 //! The README's two commands are `cargo xtask run` and `cargo xtask test`; both start with
 //! `setup`, so a fresh Debian or Ubuntu machine with rustup needs nothing else.
 
+mod bench;
 mod cmd;
 mod run;
 mod scripts;
@@ -35,6 +36,8 @@ enum Command {
     VmTest(vm::VmOptions),
     /// Check the shell scripts and the Vagrantfile (syntax and shellcheck).
     CheckScripts,
+    /// Measure injector against bare veth and a userland proxy (root; writes target/bench/).
+    Bench(bench::BenchOptions),
 }
 
 fn main() {
@@ -45,6 +48,7 @@ fn main() {
         Command::Test(opts) => test::test(&opts),
         Command::VmTest(opts) => setup::setup().and_then(|()| vm::vm_test(&opts)),
         Command::CheckScripts => scripts::check(),
+        Command::Bench(opts) => bench::bench(&opts),
     };
     if let Err(e) = result {
         eprintln!("xtask: error: {e:#}");
