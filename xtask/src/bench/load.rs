@@ -19,7 +19,7 @@ pub const ECHO_PORT: u16 = 7001;
 const MSG: usize = 64;
 
 /// Latency percentiles of a series of round trips, in µs.
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct Latency {
     pub p50: f64,
     pub p99: f64,
@@ -34,6 +34,19 @@ pub fn percentiles(mut v: Vec<f64>) -> Latency {
     Latency {
         p50: at(0.50),
         p99: at(0.99),
+    }
+}
+
+/// The median, percentile by percentile, of several measurements.
+pub fn median(segments: &[Latency]) -> Latency {
+    let pick = |f: fn(&Latency) -> f64| {
+        let mut v: Vec<f64> = segments.iter().map(f).collect();
+        v.sort_by(|a, b| a.total_cmp(b));
+        v.get(v.len() / 2).copied().unwrap_or(0.0)
+    };
+    Latency {
+        p50: pick(|l| l.p50),
+        p99: pick(|l| l.p99),
     }
 }
 
@@ -157,8 +170,13 @@ pub fn throughput(net: &Net, addr: &str, port: u16, secs: u32) -> Result<f64> {
 
 /// Round trips of 64-byte requests from A to `addr:port`, one connection.
 pub fn latency(net: &Net, addr: &str, port: u16, rounds: usize) -> Result<Latency> {
+    Ok(percentiles(round_trips(net, addr, port, rounds)?))
+}
+
+/// The round trips themselves, in µs, after 200 warm-up rounds.
+fn round_trips(net: &Net, addr: &str, port: u16, rounds: usize) -> Result<Vec<f64>> {
     let to = format!("{addr}:{port}");
-    net.spawn(Side::A, move || -> Result<Latency> {
+    net.spawn(Side::A, move || -> Result<Vec<f64>> {
         let mut s = TcpStream::connect(&to).with_context(|| format!("connect {to}"))?;
         s.set_nodelay(true)?;
         s.set_read_timeout(Some(Duration::from_secs(5)))?;
@@ -173,7 +191,7 @@ pub fn latency(net: &Net, addr: &str, port: u16, rounds: usize) -> Result<Latenc
                 samples.push(t.elapsed().as_secs_f64() * 1e6);
             }
         }
-        Ok(percentiles(samples))
+        Ok(samples)
     })?
     .join()
     .map_err(|_| anyhow::anyhow!("latency thread panicked"))?
@@ -286,4 +304,27 @@ pub fn send_udp(net: &Net, port: u16, n: u32) -> Result<()> {
     })?
     .join()
     .map_err(|_| anyhow::anyhow!("UDP sender panicked"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles_pick_the_nearest_rank() {
+        let v: Vec<f64> = (1..=100).rev().map(f64::from).collect();
+        assert_eq!(
+            percentiles(v),
+            Latency {
+                p50: 51.0,
+                p99: 99.0
+            }
+        );
+        assert_eq!(percentiles(vec![]), Latency::default());
+        let l = |p50, p99| Latency { p50, p99 };
+        assert_eq!(
+            median(&[l(1.0, 90.0), l(50.0, 9.0), l(2.0, 10.0)]),
+            l(2.0, 10.0)
+        );
+    }
 }

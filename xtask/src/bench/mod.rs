@@ -10,6 +10,7 @@ mod api;
 mod control;
 mod copyproxy;
 mod daemon;
+mod datapath;
 mod fidelity;
 mod load;
 mod net;
@@ -31,11 +32,12 @@ pub struct BenchOptions {
     /// Seconds of one iperf3 run.
     #[arg(long, default_value_t = 1)]
     pub secs: u32,
-    /// iperf3 runs per throughput cell; the best counts (on a shared
-    /// machine, interference only ever lowers a run).
-    #[arg(long, default_value_t = 3)]
+    /// Rounds: the data-path cells are visited once per round, the scale
+    /// cells measured this many times; a cell's throughput is its best run
+    /// (on a shared machine, interference only ever lowers one).
+    #[arg(long, default_value_t = 5)]
     pub repeat: u32,
-    /// Ping-pong round trips per latency cell.
+    /// Ping-pong round trips per latency cell (over all its rounds).
     #[arg(long, default_value_t = 2000)]
     pub rounds: usize,
     /// Rule counts of the scale step (comma-separated).
@@ -47,7 +49,8 @@ pub struct BenchOptions {
 }
 
 /// Throughput and latency of one path: `tput` and `echo` are where A's
-/// iperf3 and ping-pong connect.
+/// iperf3 and ping-pong connect. Measured as the data-path rounds are: best
+/// throughput, median of the rounds' latency percentiles.
 fn measure(
     net: &Net,
     opts: &BenchOptions,
@@ -58,10 +61,13 @@ fn measure(
 ) -> Result<Cell> {
     eprintln!("bench: {name}");
     let mut gbps: f64 = 0.0;
+    let mut segments = Vec::new();
+    let per_round = (opts.rounds / opts.repeat.max(1) as usize).max(100);
     for _ in 0..opts.repeat.max(1) {
         gbps = gbps.max(load::throughput(net, addr, tput, opts.secs)?);
+        segments.push(load::latency(net, addr, echo, per_round)?);
     }
-    let lat = load::latency(net, addr, echo, opts.rounds)?;
+    let lat = load::median(&segments);
     Ok(Cell {
         name: name.to_string(),
         gbps,
@@ -95,20 +101,21 @@ fn listen_proxies(api: &mut api::Api) -> Result<(u16, u16)> {
     ))
 }
 
-fn kernel_proxy(api: &mut api::Api, net: &Net, name: &str, upstream: &str) -> Result<()> {
-    let body = serde_json::json!({"name": name, "upstream": upstream, "target": {"netns": net.a}});
-    api.ok("POST", "/proxies", Some(&body.to_string()))?;
-    api.ok(
-        "POST",
-        &format!("/proxies/{name}/toxics"),
-        Some(r#"{"name":"cut","type":"blackhole","stream":"upstream"}"#),
-    )?;
-    Ok(())
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .unwrap_or_default()
+        .split_whitespace()
+        .take(3)
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 pub fn bench(opts: &BenchOptions) -> Result<()> {
     if unsafe { libc::geteuid() } != 0 {
         bail!("the bench needs root: it makes namespaces and loads BPF programs");
+    }
+    if opts.rules.windows(2).any(|w| w[0] >= w[1]) || opts.rules.first() == Some(&0) {
+        bail!("--rules must be rising counts above zero (rules are only added)");
     }
     setup::setup()?;
     cmd::run(cmd::cargo().args(["build", "--release", "-p", "injector"]))?;
@@ -126,17 +133,10 @@ pub fn bench(opts: &BenchOptions) -> Result<()> {
             .to_string(),
         secs: opts.secs,
         repeat: opts.repeat.max(1),
+        load: (loadavg(), String::new()),
         ..Results::default()
     };
 
-    r.cells.push(measure(
-        &net,
-        opts,
-        "bare veth",
-        B_ADDR,
-        IPERF_PORT,
-        ECHO_PORT,
-    )?);
     let (_, cpu) = cpu_during(pid, || std::thread::sleep(Duration::from_secs(2)));
     r.usage.push(Usage {
         when: "idle, no proxies".into(),
@@ -144,84 +144,45 @@ pub fn bench(opts: &BenchOptions) -> Result<()> {
         cpu_pct: cpu,
     });
 
-    // Programs attached to A's interface; the only rule is for an address
-    // nothing uses.
-    kernel_proxy(&mut d.api, &net, "idle", "10.214.255.254:9")?;
-    r.cells.push(measure(
-        &net,
-        opts,
-        "injector attached, no matching rule",
-        B_ADDR,
-        IPERF_PORT,
-        ECHO_PORT,
-    )?);
-    // A fault on B itself, another port: the lookup finds B's rules and
-    // walks them.
-    kernel_proxy(&mut d.api, &net, "neighbour", &format!("{B_ADDR}:9"))?;
-    let (cell, cpu) = cpu_during(pid, || {
-        measure(
-            &net,
-            opts,
-            "injector, fault on a neighbouring flow",
-            B_ADDR,
-            IPERF_PORT,
-            ECHO_PORT,
-        )
-    });
-    r.cells.push(cell?);
-    r.usage.push(Usage {
-        when: "kernel-native faults, under iperf3 + ping-pong".into(),
-        rss_mib: rss_mib(pid),
-        cpu_pct: cpu,
-    });
-    for p in ["idle", "neighbour"] {
-        d.api.ok("DELETE", &format!("/proxies/{p}"), None)?;
-    }
-
-    let (tput, echo) = listen_proxies(&mut d.api)?;
-    let (cell, cpu) = cpu_during(pid, || {
-        measure(
-            &net,
-            opts,
-            "injector proxy mode (listen/upstream)",
-            HOST_ADDR,
-            tput,
-            echo,
-        )
-    });
-    r.cells.push(cell?);
-    r.usage.push(Usage {
-        when: "proxy mode, under iperf3 + ping-pong".into(),
-        rss_mib: rss_mib(pid),
-        cpu_pct: cpu,
-    });
-    for p in ["bench-iperf", "bench-echo"] {
-        d.api.ok("DELETE", &format!("/proxies/{p}"), None)?;
-    }
-
-    match std::env::var("TOXIPROXY_BIN") {
+    // The proxies stay up (idle) through all the data-path rounds.
+    let proxy = listen_proxies(&mut d.api)?;
+    let up = |p: u16| format!("{B_ADDR}:{p}");
+    let mut _toxiproxy = None;
+    let mut _copies = Vec::new();
+    let userland = match std::env::var("TOXIPROXY_BIN") {
         Ok(tp) if !tp.is_empty() => {
             let mut t = Daemon::toxiproxy(&tp, net.file(Side::M))?;
             let version = t.api.ok("GET", "/version", None)?.body;
             let (tput, echo) = listen_proxies(&mut t.api)?;
-            let name = format!("userland: ToxiProxy {}", version.trim());
-            r.cells
-                .push(measure(&net, opts, &name, HOST_ADDR, tput, echo)?);
+            _toxiproxy = Some(t);
+            datapath::Endpoint {
+                name: format!("userland: ToxiProxy {}", version.trim()),
+                addr: HOST_ADDR.into(),
+                tput,
+                echo,
+            }
         }
         _ => {
-            let up = |p: u16| format!("{B_ADDR}:{p}");
             let t = copyproxy::CopyProxy::start(net.file(Side::M), HOST_ADDR, &up(IPERF_PORT))?;
             let e = copyproxy::CopyProxy::start(net.file(Side::M), HOST_ADDR, &up(ECHO_PORT))?;
-            r.cells.push(measure(
-                &net,
-                opts,
-                "userland copy proxy (32 KiB buffers; no TOXIPROXY_BIN)",
-                HOST_ADDR,
-                t.port,
-                e.port,
-            )?);
+            let ep = datapath::Endpoint {
+                name: "userland copy proxy (32 KiB buffers; no TOXIPROXY_BIN)".into(),
+                addr: HOST_ADDR.into(),
+                tput: t.port,
+                echo: e.port,
+            };
+            _copies = vec![t, e];
+            ep
         }
+    };
+    let (cells, usage) = datapath::measure(&net, opts, &mut d, proxy, &userland)?;
+    r.cells = cells;
+    r.usage.extend(usage);
+    for p in ["bench-iperf", "bench-echo"] {
+        d.api.ok("DELETE", &format!("/proxies/{p}"), None)?;
     }
+    drop(_copies);
+    drop(_toxiproxy);
 
     let mut sc = scale::Scale::new(&net.a);
     for &n in &opts.rules {
@@ -269,6 +230,7 @@ pub fn bench(opts: &BenchOptions) -> Result<()> {
         .extend(fidelity::latency(&mut d.api, &net, base)?);
     drop(d);
 
+    r.load.1 = loadavg();
     let md = r.markdown();
     std::fs::write(out_dir.join("results.md"), &md)?;
     std::fs::write(out_dir.join("chart.svg"), r.svg())?;

@@ -31,6 +31,8 @@ pub struct Results {
     pub kernel: String,
     pub secs: u32,
     pub repeat: u32,
+    /// /proc/loadavg (1, 5, 15 min) at the start and at the end of the run.
+    pub load: (String, String),
     pub cells: Vec<Cell>,
     pub scale: Vec<ScaleStep>,
     pub control: Vec<(usize, ControlPlane)>,
@@ -117,8 +119,9 @@ impl Results {
             "# injector benchmark\n\nKernel {}. Throughput: iperf3, one TCP stream from namespace A to B \
              through each path, best of {} runs of {} s. Latency: round trips of 64-byte requests on one TCP \
              connection (TCP_NODELAY). Ratios are against bare veth. Control-plane delays are measured \
-             with a UDP stream of one datagram every 50-100 µs, so that is their resolution.\n",
-            self.kernel, self.repeat, self.secs
+             with a UDP stream of one datagram every 50-100 µs, so that is their resolution. Load average \
+             (1/5/15 min) {} at the start, {} at the end: other work on the machine shows up as noise.\n",
+            self.kernel, self.repeat, self.secs, self.load.0, self.load.1
         );
         let bare = self.cells.first();
         let _ = writeln!(
@@ -268,5 +271,64 @@ impl Results {
         }
         s.push_str("</svg>\n");
         s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cell(name: &str, gbps: f64, p50: f64) -> Cell {
+        Cell {
+            name: name.into(),
+            gbps,
+            lat: Latency {
+                p50,
+                p99: p50 * 2.0,
+            },
+        }
+    }
+
+    #[test]
+    fn targets_compare_the_right_cells() {
+        let r = Results {
+            cells: vec![
+                cell("bare veth", 10.0, 10.0),
+                cell("injector attached, no matching rule", 9.9, 10.0),
+                cell("injector proxy mode (listen/upstream)", 4.0, 30.0),
+                cell("userland copy proxy", 3.0, 30.0),
+            ],
+            scale: [1, 65_536]
+                .iter()
+                .zip([10.0, 9.0])
+                .map(|(&rules, gbps)| ScaleStep {
+                    rules,
+                    install_s: 0.0,
+                    cell: cell("x", gbps, 10.0),
+                })
+                .collect(),
+            ..Results::default()
+        };
+        let t = r.targets();
+        let verdicts: Vec<(&str, bool)> = t.iter().map(|t| (t.what, t.pass)).collect();
+        assert_eq!(
+            verdicts,
+            [
+                ("injector idle >= 98 % of bare veth throughput", true),
+                ("proxy mode >= 2x a userland proxy's throughput", false),
+                ("throughput flat within 5 % from 1 rule to the most", false),
+                ("RTT p50 flat within 5 % from 1 rule to the most", true),
+            ]
+        );
+        assert_eq!(t[1].measured, "1.33x");
+        let md = r.markdown();
+        assert!(
+            md.contains("| injector attached, no matching rule | 9.90 | 0.990 |"),
+            "{md}"
+        );
+        assert!(md.contains("| 65536 | 0.0 | 9.00 | 0.900 |"), "{md}");
+        let svg = r.svg();
+        assert!(svg.starts_with("<svg") && svg.ends_with("</svg>\n"));
+        assert_eq!(svg.matches("<rect").count(), 2 * (4 + 2));
     }
 }
