@@ -37,12 +37,16 @@ pub fn percentiles(mut v: Vec<f64>) -> Latency {
     }
 }
 
-/// The median, percentile by percentile, of several measurements.
-pub fn median(segments: &[Latency]) -> Latency {
+/// The best, percentile by percentile, of several measurements: other
+/// work on the machine only ever adds latency, as it only ever takes
+/// throughput.
+pub fn best(segments: &[Latency]) -> Latency {
     let pick = |f: fn(&Latency) -> f64| {
-        let mut v: Vec<f64> = segments.iter().map(f).collect();
-        v.sort_by(|a, b| a.total_cmp(b));
-        v.get(v.len() / 2).copied().unwrap_or(0.0)
+        segments
+            .iter()
+            .map(f)
+            .min_by(|a, b| a.total_cmp(b))
+            .unwrap_or(0.0)
     };
     Latency {
         p50: pick(|l| l.p50),
@@ -323,8 +327,8 @@ mod tests {
         assert_eq!(percentiles(vec![]), Latency::default());
         let l = |p50, p99| Latency { p50, p99 };
         assert_eq!(
-            median(&[l(1.0, 90.0), l(50.0, 9.0), l(2.0, 10.0)]),
-            l(2.0, 10.0)
+            best(&[l(1.0, 90.0), l(50.0, 9.0), l(2.0, 10.0)]),
+            l(1.0, 9.0)
         );
     }
 }

@@ -118,7 +118,8 @@ impl Results {
             o,
             "# injector benchmark\n\nKernel {}. Throughput: iperf3, one TCP stream from namespace A to B \
              through each path, best of {} runs of {} s. Latency: round trips of 64-byte requests on one TCP \
-             connection (TCP_NODELAY). Ratios are against bare veth. Control-plane delays are measured \
+             connection (TCP_NODELAY), p50 and p99 each the best of the runs' (one run after each \
+             throughput run). Ratios are against bare veth. Control-plane delays are measured \
              with a UDP stream of one datagram every 50-100 µs, so that is their resolution. Load average \
              (1/5/15 min) {} at the start, {} at the end: other work on the machine shows up as noise.\n",
             self.kernel, self.repeat, self.secs, self.load.0, self.load.1
