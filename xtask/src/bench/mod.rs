@@ -184,6 +184,14 @@ pub fn bench(opts: &BenchOptions) -> Result<()> {
     drop(_copies);
     drop(_toxiproxy);
 
+    // Bare veth again, right before the sweep: the same moment's reference
+    // for the scale steps (not part of the flatness target).
+    let cell = measure(&net, opts, "0 rules", B_ADDR, IPERF_PORT, ECHO_PORT)?;
+    r.scale.push(ScaleStep {
+        rules: 0,
+        install_s: 0.0,
+        cell,
+    });
     let mut sc = scale::Scale::new(&net.a);
     for &n in &opts.rules {
         eprintln!("bench: installing {n} rules");

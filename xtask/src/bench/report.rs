@@ -55,6 +55,11 @@ impl Results {
         self.cells.iter().find(|c| c.name.starts_with(prefix))
     }
 
+    /// Scale steps with rules installed (step 0 is bare veth, for reference).
+    fn steps(&self) -> Vec<&ScaleStep> {
+        self.scale.iter().filter(|s| s.rules > 0).collect()
+    }
+
     pub fn targets(&self) -> Vec<Target> {
         let mut t = Vec::new();
         if let (Some(bare), Some(idle)) = (self.cell("bare veth"), self.cell("injector attached")) {
@@ -74,18 +79,17 @@ impl Results {
                 pass: r >= 2.0,
             });
         }
-        if let Some(first) = self.scale.first() {
-            let worst_tput = self
-                .scale
+        let steps = self.steps();
+        if let Some(first) = steps.first() {
+            let worst_tput = steps
                 .iter()
                 .map(|s| (s.cell.gbps / first.cell.gbps - 1.0).abs())
                 .fold(0.0, f64::max);
-            let worst_rtt = self
-                .scale
+            let worst_rtt = steps
                 .iter()
                 .map(|s| (s.cell.lat.p50 / first.cell.lat.p50 - 1.0).abs())
                 .fold(0.0, f64::max);
-            let last = self.scale.last().map(|s| s.rules).unwrap_or(0);
+            let last = steps.last().map(|s| s.rules).unwrap_or(0);
             t.push(Target {
                 what: "throughput flat within 5 % from 1 rule to the most",
                 measured: format!("worst {:.1} % (1 to {last} rules)", worst_tput * 100.0),
@@ -144,17 +148,21 @@ impl Results {
                 c.name, c.gbps, rt, c.lat.p50, c.lat.p99, r50, r99
             );
         }
-        if !self.scale.is_empty() {
+        if let Some(first) = self.steps().first() {
+            let first = &first.cell;
             let _ = writeln!(
                 o,
                 "\n## Scale (rules installed on the client's interface, none matching)\n\n| rules | install s | throughput Gbit/s | vs 1 rule | RTT p50 µs | RTT p99 µs | p50 vs 1 rule |\n|---:|---:|---:|---:|---:|---:|---:|"
             );
-            let first = &self.scale[0].cell;
             for s in &self.scale {
+                let rules = match s.rules {
+                    0 => "0 (bare veth)".to_string(),
+                    n => n.to_string(),
+                };
                 let _ = writeln!(
                     o,
                     "| {} | {:.1} | {:.2} | {:.3} | {:.1} | {:.1} | {:.3} |",
-                    s.rules,
+                    rules,
                     s.install_s,
                     s.cell.gbps,
                     s.cell.gbps / first.gbps,
@@ -223,7 +231,7 @@ impl Results {
             .iter()
             .map(|c| (c.name.clone(), c.gbps / bare.gbps, bare.lat.p50 / c.lat.p50))
             .collect();
-        for s in &self.scale {
+        for s in self.steps() {
             rows.push((
                 format!("{} rules installed", s.rules),
                 s.cell.gbps / bare.gbps,
@@ -299,9 +307,9 @@ mod tests {
                 cell("injector proxy mode (listen/upstream)", 4.0, 30.0),
                 cell("userland copy proxy", 3.0, 30.0),
             ],
-            scale: [1, 65_536]
+            scale: [0, 1, 65_536]
                 .iter()
-                .zip([10.0, 9.0])
+                .zip([12.0, 10.0, 9.0])
                 .map(|(&rules, gbps)| ScaleStep {
                     rules,
                     install_s: 0.0,
