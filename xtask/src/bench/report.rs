@@ -238,7 +238,7 @@ impl Results {
                 bare.lat.p50 / s.cell.lat.p50,
             ));
         }
-        let (label_w, bar_w, row_h) = (260.0, 420.0, 34.0);
+        let (label_w, bar_w, row_h) = (380.0, 420.0, 34.0);
         let max = rows.iter().flat_map(|r| [r.1, r.2]).fold(1.2f64, f64::max);
         let height = 70.0 + row_h * rows.len() as f64;
         let width = label_w + bar_w + 80.0;
@@ -247,6 +247,7 @@ impl Results {
             s,
             r#"<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-family="sans-serif" font-size="12">"#
         );
+        let _ = writeln!(s, r#"<rect width="100%" height="100%" fill="white"/>"#);
         let _ = writeln!(
             s,
             r#"<text x="10" y="20" font-size="14">Relative to bare veth (1.0): throughput (blue), 1/RTT p50 (orange)</text>"#
@@ -338,6 +339,6 @@ mod tests {
         assert!(md.contains("| 65536 | 0.0 | 9.00 | 0.900 |"), "{md}");
         let svg = r.svg();
         assert!(svg.starts_with("<svg") && svg.ends_with("</svg>\n"));
-        assert_eq!(svg.matches("<rect").count(), 2 * (4 + 2));
+        assert_eq!(svg.matches("<rect").count(), 1 + 2 * (4 + 2));
     }
 }
