@@ -46,23 +46,28 @@ pub async fn snapshot(engine: &Engine) -> Vec<ToxicCounts> {
     let toxics = engine.kernel_toxics().await;
     let ids: Vec<u32> = toxics
         .iter()
-        .flat_map(|(_, _, rules)| rules.iter().map(|(id, _)| *id))
+        .flat_map(|(_, t)| t.rules.iter().map(|(id, _)| *id))
         .collect();
     let mut values = dp.rule_counters(&ids).await.into_iter();
     let mut out = Vec::with_capacity(toxics.len());
-    for (proxy, toxic, rules) in toxics {
+    for (proxy, t) in toxics {
         let mut matched = Counters::default();
         let mut acted: BTreeMap<Action, (u64, u64)> = BTreeMap::new();
-        for (_, action) in rules {
+        for (_, action) in t.rules {
             let c = values.next().unwrap_or_default();
             counters::add(&mut matched, &c);
             let slot = acted.entry(action).or_default();
             slot.0 += c.acted_pkts;
             slot.1 += c.acted_bytes;
         }
+        if t.socket_resets > 0 {
+            // Cgroup targets reset connections from userland: one per
+            // connection, no bytes.
+            acted.entry(Action::Reset).or_default().0 += t.socket_resets;
+        }
         out.push(ToxicCounts {
             proxy,
-            toxic,
+            toxic: t.toxic,
             matched_pkts: matched.matched_pkts,
             matched_bytes: matched.matched_bytes,
             acted: acted.into_iter().map(|(a, (p, b))| (a, p, b)).collect(),

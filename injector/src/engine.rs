@@ -25,7 +25,7 @@ use tokio::sync::{Mutex, broadcast};
 use crate::{
     ApiError,
     faults::Attributes,
-    kernel::{DataPlane, KernelProxy, counters::Action},
+    kernel::{DataPlane, KernelProxy, native::ToxicRules},
     model::{Stream, Target, Toxic},
     proxy::ListenProxy,
 };
@@ -306,14 +306,14 @@ impl Engine {
         self.dataplane.as_ref().ok()
     }
 
-    /// (proxy, toxic, its rules) for every toxic of kernel-native proxies.
-    pub async fn kernel_toxics(&self) -> Vec<(String, String, Vec<(u32, Action)>)> {
+    /// (proxy, its toxic's rules) for every toxic of kernel-native proxies.
+    pub async fn kernel_toxics(&self) -> Vec<(String, ToxicRules)> {
         let proxies = self.proxies.lock().await;
         let mut out = Vec::new();
         for (name, e) in proxies.iter() {
             if let Runtime::Kernel(k) = &e.runtime {
-                for (toxic, rules) in k.toxic_rules() {
-                    out.push((name.clone(), toxic, rules));
+                for t in k.toxic_rules() {
+                    out.push((name.clone(), t));
                 }
             }
         }

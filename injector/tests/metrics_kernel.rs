@@ -198,3 +198,72 @@ async fn a_toxic_that_drops_fires_events_with_its_rate() {
     assert!(bps >= pps * 32.0, "{bps} bytes/s for {pps} packets/s");
     assert_eq!(sink.count(), 0, "blackholed");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn resets_of_a_cgroup_target_are_counted_per_connection() {
+    use std::io::{BufRead, BufReader, Read, Write};
+    use std::process::Stdio;
+    require_root();
+    let cg = Cgroup::new();
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    let server = std::thread::spawn(move || {
+        let (mut c, _) = l.accept().unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut buf = [0u8; 64];
+        while let Ok(n) = c.read(&mut buf) {
+            if n == 0 || c.write_all(&buf[..n]).is_err() {
+                return;
+            }
+        }
+    });
+    let d = Daemon::with_kernel();
+    let proxy = json!({"name": "svc", "upstream": addr.to_string(),
+                       "target": {"cgroup": cg.rel}});
+    let r = d.post("/proxies", &proxy.to_string());
+    assert_eq!(r.status, 201, "{}", r.text());
+    // One connection from inside the cgroup, open before the fault.
+    let code = format!(
+        "import socket,sys\ns=socket.create_connection(('127.0.0.1',{}))\ns.sendall(b'hi'); s.recv(2)\n\
+         print('up', flush=True)\nsys.stdin.readline()\ns.settimeout(3)\ntry:\n s.sendall(b'x'); s.recv(1)\n print('alive')\n\
+         except OSError as e:\n print(type(e).__name__)",
+        addr.port()
+    );
+    let mut child = cg
+        .command("python3")
+        .args(["-c", &code])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    assert_eq!(line.trim(), "up");
+
+    let toxic = json!({"name": "rst", "type": "reset", "stream": "downstream"});
+    let r = d.post("/proxies/svc/toxics", &toxic.to_string());
+    assert_eq!(r.status, 200, "{}", r.text());
+    let resets = || {
+        series(
+            &metrics(&d),
+            "injector_toxic_packets_total",
+            "action=\"reset\",proxy=\"svc\",toxic=\"rst\"",
+        )
+    };
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while resets().is_none() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child.stdin.take().unwrap().write_all(b"go\n").unwrap();
+    line.clear();
+    out.read_line(&mut line).unwrap();
+    let _ = child.wait();
+    let _ = server.join();
+    assert_eq!(
+        line.trim(),
+        "ConnectionAbortedError",
+        "the connection was reset"
+    );
+    assert_eq!(resets(), Some(1.0), "one connection, one reset");
+}

@@ -47,12 +47,21 @@ pub struct KernelProxy {
     disabled: Option<Applied>,
 }
 
+/// A toxic's kernel rules, for its counters.
+pub struct ToxicRules {
+    pub toxic: String,
+    /// (rule id, what its "acted" counters mean).
+    pub rules: Vec<(u32, Action)>,
+    /// Connections its socket reapers destroyed (cgroup targets).
+    pub socket_resets: u64,
+}
+
 /// What one toxic put in place.
 #[derive(Default)]
 pub struct Applied {
     rules: Vec<Installed>,
     /// Socket reapers (resets on cgroup targets); stop when dropped.
-    _reapers: Vec<Reaper>,
+    reapers: Vec<Reaper>,
 }
 
 /// A toxic compiled: rules for the BPF programs, and resets that cgroup
@@ -149,10 +158,7 @@ impl KernelProxy {
     async fn apply(&self, plan: Plan) -> Result<Applied, ApiError> {
         let rules = self.dp.install(&self.target.attach, &plan.rules).await?;
         let reapers = plan.reapers.into_iter().map(reaper::spawn).collect();
-        Ok(Applied {
-            rules,
-            _reapers: reapers,
-        })
+        Ok(Applied { rules, reapers })
     }
 
     /// Disabled = new connections refused, open ones reset: what ToxiProxy
@@ -204,12 +210,13 @@ impl KernelProxy {
 
     /// Every toxic in force with its rules and what each does (the
     /// proxy's disabled-state rules are not a toxic and are left out).
-    pub fn toxic_rules(&self) -> Vec<(String, Vec<(u32, Action)>)> {
+    pub fn toxic_rules(&self) -> Vec<ToxicRules> {
         self.toxics
             .iter()
-            .map(|(t, a)| {
-                let rules = a.rules.iter().map(|r| (r.id, r.action)).collect();
-                (t.name.clone(), rules)
+            .map(|(t, a)| ToxicRules {
+                toxic: t.name.clone(),
+                rules: a.rules.iter().map(|r| (r.id, r.action)).collect(),
+                socket_resets: a.reapers.iter().map(Reaper::resets).sum(),
             })
             .collect()
     }
