@@ -152,11 +152,16 @@ pub fn bench(opts: &BenchOptions) -> Result<()> {
     let userland = match std::env::var("TOXIPROXY_BIN") {
         Ok(tp) if !tp.is_empty() => {
             let mut t = Daemon::toxiproxy(&tp, net.file(Side::M))?;
-            let version = t.api.ok("GET", "/version", None)?.body;
+            // ToxiProxy 2.x answers {"version": "..."}; older ones plain text.
+            let body = t.api.ok("GET", "/version", None)?.body;
+            let version = serde_json::from_str::<serde_json::Value>(&body)
+                .ok()
+                .and_then(|v| v.get("version")?.as_str().map(str::to_string))
+                .unwrap_or_else(|| body.trim().to_string());
             let (tput, echo) = listen_proxies(&mut t.api)?;
             _toxiproxy = Some(t);
             datapath::Endpoint {
-                name: format!("userland: ToxiProxy {}", version.trim()),
+                name: format!("userland: ToxiProxy {version}"),
                 addr: HOST_ADDR.into(),
                 tput,
                 echo,
