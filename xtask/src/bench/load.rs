@@ -71,10 +71,15 @@ impl Servers {
             .stderr(Stdio::null())
             .spawn()
             .context("cannot start iperf3 (install it: apt-get install iperf3)")?;
-        let stop = Arc::new(AtomicBool::new(false));
-        let flag = stop.clone();
+        // From here on, a failure stops what was started (Drop).
+        let mut servers = Servers {
+            iperf,
+            stop: Arc::new(AtomicBool::new(false)),
+            echo: None,
+        };
+        let flag = servers.stop.clone();
         let (tx, rx) = std::sync::mpsc::channel();
-        let echo = net.spawn(Side::B, move || {
+        servers.echo = Some(net.spawn(Side::B, move || {
             let l = match TcpListener::bind((B_ADDR, ECHO_PORT)) {
                 Ok(l) => l,
                 Err(e) => {
@@ -101,7 +106,7 @@ impl Servers {
                     Err(_) => std::thread::sleep(Duration::from_millis(10)),
                 }
             }
-        })?;
+        })?);
         match rx.recv_timeout(Duration::from_secs(5)) {
             Ok(Ok(())) => {}
             Ok(Err(e)) => bail!("echo server: {e}"),
@@ -128,11 +133,7 @@ impl Servers {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        Ok(Servers {
-            iperf,
-            stop,
-            echo: Some(echo),
-        })
+        Ok(servers)
     }
 }
 

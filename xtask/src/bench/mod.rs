@@ -123,6 +123,7 @@ pub fn bench(opts: &BenchOptions) -> Result<()> {
     let out_dir = cmd::target_dir().join("bench");
     std::fs::create_dir_all(&out_dir)?;
 
+    Net::sweep_stale();
     let net = Net::new()?;
     let _servers = load::Servers::start(&net)?;
     let mut d = Daemon::injector(&bin, net.file(Side::M))?;

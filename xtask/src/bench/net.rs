@@ -57,8 +57,30 @@ pub fn enter(f: &File) -> std::io::Result<()> {
 }
 
 impl Net {
+    /// Removes the namespaces of earlier runs that did not end normally
+    /// (Ctrl-C, kill): named after a process that no longer exists.
+    pub fn sweep_stale() {
+        let Ok(entries) = std::fs::read_dir("/var/run/netns") else {
+            return;
+        };
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let Some(pid) = name
+                .strip_prefix("injb-")
+                .and_then(|r| r.split('-').next())
+                .and_then(|p| p.parse::<u32>().ok())
+            else {
+                continue;
+            };
+            if !std::path::Path::new(&format!("/proc/{pid}")).exists() {
+                eprintln!("bench: removing namespace {name} of an earlier run");
+                let _ = ip(&["netns", "del", &name]);
+            }
+        }
+    }
+
     pub fn new() -> Result<Net> {
-        let id = std::process::id() % 100_000;
+        let id = std::process::id();
         let names = [
             format!("injb-{id}-a"),
             format!("injb-{id}-b"),
