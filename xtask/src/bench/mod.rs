@@ -30,7 +30,7 @@ use report::{Cell, Results, ScaleStep, Usage};
 #[derive(Args, Debug)]
 pub struct BenchOptions {
     /// Seconds of one iperf3 run.
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = 2)]
     pub secs: u32,
     /// Rounds: the data-path cells are visited once per round, the scale
     /// cells measured this many times; a cell's throughput is its best run
