@@ -267,3 +267,62 @@ async fn resets_of_a_cgroup_target_are_counted_per_connection() {
     );
     assert_eq!(resets(), Some(1.0), "one connection, one reset");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn injector_watch_shows_a_toxic_firing_with_its_rate() {
+    use std::io::BufRead;
+    use std::process::{Command, Stdio};
+    require_root();
+    let pair = Pair::new().await;
+    let sink = UdpSink::start(SocketAddr::new(pair.host_v4.into(), 0), None);
+    let d = Daemon::with_kernel();
+    kernel_proxy(&d, "db", sink.addr, &pair);
+    let toxic = json!({"name": "hole", "type": "blackhole", "stream": "upstream"});
+    let r = d.post("/proxies/db/toxics", &toxic.to_string());
+    assert_eq!(r.status, 200, "{}", r.text());
+
+    struct Killed(std::process::Child);
+    impl Drop for Killed {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let mut watch = Killed(
+        Command::new(env!("CARGO_BIN_EXE_injector"))
+            .args(["-h", &d.url(), "watch", "db"])
+            .env_remove("TOXIPROXY_URL")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("run injector watch"),
+    );
+    let (tx, lines) = std::sync::mpsc::channel();
+    let out = watch.0.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    let header = lines.recv_timeout(Duration::from_secs(10)).expect("header");
+    assert!(header.starts_with("TIME"), "{header}");
+
+    let (to, src) = (sink.addr, SocketAddr::new(pair.ns_v4.into(), 0));
+    let sender = pair.ns.spawn(move || {
+        for _ in 0..30 {
+            send_udp(src, to, 100);
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    });
+    let line = lines
+        .recv_timeout(Duration::from_secs(10))
+        .expect("a fired line while the toxic drops");
+    sender.join().unwrap();
+    let cells: Vec<&str> = line.split_whitespace().collect();
+    assert_eq!(cells[1..4], ["fired", "db", "hole"], "{line}");
+    assert_eq!(cells[5], "pkt/s", "{line}");
+    let pps: f64 = cells[4].parse().unwrap();
+    assert!(pps > 0.0, "{line}");
+}
