@@ -25,7 +25,7 @@ use tokio::sync::{Mutex, broadcast};
 use crate::{
     ApiError,
     faults::Attributes,
-    kernel::{DataPlane, KernelProxy, partition::Partitions},
+    kernel::{DataPlane, KernelProxy, native::ToxicRules, partition::Partitions},
     model::{Stream, Target, Toxic},
     proxy::ListenProxy,
 };
@@ -97,6 +97,8 @@ pub enum EventKind {
     Updated,
     Removed,
     Expired,
+    /// A toxic acted in the last interval (see activity.rs).
+    Fired,
 }
 
 /// One change of the faults in force. `toxic` is None when the event is
@@ -108,6 +110,14 @@ pub struct Event {
     pub toxic: Option<String>,
     /// Milliseconds since the Unix epoch.
     pub at_ms: u64,
+    /// Fired events: what the toxic's kernel rules did per second over the
+    /// last interval (packets and bytes acted on, packets matched).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub packets_per_s: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bytes_per_s: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub matched_per_s: Option<f64>,
 }
 
 /// Bytes one proxy moved in one direction while it listened on `listener`
@@ -230,6 +240,7 @@ pub struct Engine {
     events: broadcast::Sender<Event>,
     options: EngineOptions,
     next_id: AtomicU64,
+    started: Instant,
     this: Weak<Engine>,
 }
 
@@ -245,7 +256,7 @@ impl Engine {
     /// listen proxies still work and kernel-native ones get its error.
     pub fn new(dataplane: Result<Arc<DataPlane>, ApiError>, options: EngineOptions) -> Arc<Engine> {
         let (events, _) = broadcast::channel(1024);
-        Arc::new_cyclic(|this| Engine {
+        let engine = Arc::new_cyclic(|this| Engine {
             proxies: Mutex::new(BTreeMap::new()),
             retired: std::sync::Mutex::new(BTreeMap::new()),
             dataplane,
@@ -253,8 +264,11 @@ impl Engine {
             events,
             options,
             next_id: AtomicU64::new(1),
+            started: Instant::now(),
             this: this.clone(),
-        })
+        });
+        crate::activity::spawn(&engine);
+        engine
     }
 
     /// Fault events as they happen (a slow reader misses the oldest).
@@ -269,7 +283,44 @@ impl Engine {
             proxy: proxy.into(),
             toxic: toxic.map(str::to_string),
             at_ms: now_ms(),
+            packets_per_s: None,
+            bytes_per_s: None,
+            matched_per_s: None,
         });
+    }
+
+    /// Sends an event built elsewhere (fired activity).
+    pub(crate) fn send(&self, ev: Event) {
+        let _ = self.events.send(ev);
+    }
+
+    /// Subscribers of /events right now.
+    pub(crate) fn listeners(&self) -> usize {
+        self.events.receiver_count()
+    }
+
+    /// Time since the engine was made (the daemon's uptime).
+    pub fn uptime(&self) -> Duration {
+        self.started.elapsed()
+    }
+
+    /// The kernel data plane, when it loaded.
+    pub fn data_plane(&self) -> Option<&Arc<DataPlane>> {
+        self.dataplane.as_ref().ok()
+    }
+
+    /// (proxy, its toxic's rules) for every toxic of kernel-native proxies.
+    pub async fn kernel_toxics(&self) -> Vec<(String, ToxicRules)> {
+        let proxies = self.proxies.lock().await;
+        let mut out = Vec::new();
+        for (name, e) in proxies.iter() {
+            if let Runtime::Kernel(k) = &e.runtime {
+                for t in k.toxic_rules() {
+                    out.push((name.clone(), t));
+                }
+            }
+        }
+        out
     }
 
     fn dataplane(&self) -> Result<&Arc<DataPlane>, ApiError> {

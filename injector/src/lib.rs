@@ -6,6 +6,7 @@
 //! `kernel/` for kernel-native proxies (a target plus BPF rules and qdisc
 //! classes). `faults/` has one file per toxic type.
 
+pub mod activity;
 pub mod api;
 pub mod cli;
 pub mod config;

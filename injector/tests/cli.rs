@@ -293,13 +293,123 @@ fn create_argument_errors() {
     d.get("/proxies").assert_json(200, "{}");
 }
 
+/// A running `injector watch`, its stdout read line by line on a thread;
+/// killed on drop.
+struct Watch {
+    child: std::process::Child,
+    lines: std::sync::mpsc::Receiver<String>,
+}
+
+impl Watch {
+    fn start(mut cmd: Command) -> Watch {
+        use std::io::BufRead;
+        let mut child = cmd
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("run injector watch");
+        let out = child.stdout.take().unwrap();
+        let (tx, lines) = std::sync::mpsc::channel();
+        thread::spawn(move || {
+            for line in std::io::BufReader::new(out).lines() {
+                let Ok(line) = line else { return };
+                if tx.send(line).is_err() {
+                    return;
+                }
+            }
+        });
+        Watch { child, lines }
+    }
+
+    fn next(&self, within: Duration) -> Option<String> {
+        self.lines.recv_timeout(within).ok()
+    }
+}
+
+impl Drop for Watch {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 #[test]
-fn verbs_of_other_parts_say_they_are_not_available_yet() {
-    let o = injector(&["watch", "--json", "x"]).output().unwrap();
-    assert_eq!(o.status.code(), Some(1));
+fn watch_prints_a_line_per_event_as_it_happens() {
+    let d = Daemon::start();
+    // -h, as toxiproxy-cli takes it; the header comes once the daemon
+    // answered, so it has subscribed before anything changes.
+    let w = Watch::start(injector(&["-h", &d.url(), "watch"]));
+    let header = w.next(Duration::from_secs(10)).expect("header");
+    assert!(header.starts_with("TIME"), "{header}");
+    d.disabled_proxy("db");
     assert_eq!(
-        stderr(&o),
-        "injector watch: not yet available in this build\n"
+        d.post("/proxies/db/toxics", r#"{"type":"latency","name":"slow"}"#)
+            .status,
+        200
+    );
+    assert_eq!(d.delete("/proxies/db/toxics/slow").status, 204);
+    let mut rows = Vec::new();
+    for _ in 0..3 {
+        let line = w.next(Duration::from_secs(10)).expect("an event line");
+        rows.push(
+            line.split_whitespace()
+                .skip(1)
+                .collect::<Vec<_>>()
+                .join(" "),
+        );
+    }
+    assert_eq!(rows, ["added db -", "added db slow", "removed db slow"]);
+}
+
+#[test]
+fn watch_json_prints_each_event_raw_and_filters_by_proxy() {
+    let d = Daemon::start();
+    let mut cmd = injector(&["watch", "--json", "b"]);
+    cmd.env("TOXIPROXY_URL", d.url());
+    let w = Watch::start(cmd);
+    // No header in JSON: create proxies until the watch has subscribed and
+    // shows one; only "b…" proxies may appear.
+    let mut first = None;
+    for i in 0..50 {
+        d.disabled_proxy(&format!("a{i}"));
+        d.disabled_proxy("b");
+        if let Some(line) = w.next(Duration::from_millis(200)) {
+            first = Some(line);
+            break;
+        }
+        assert_eq!(d.delete("/proxies/b").status, 204);
+    }
+    let first = first.expect("an event within 50 tries");
+    let ev: Value = serde_json::from_str(&first).expect("raw JSON");
+    assert_eq!(ev["proxy"], "b", "{first}");
+    // Subscribed now: what follows is exact.
+    let _ = d.delete("/proxies/b");
+    while w.next(Duration::from_millis(300)).is_some() {}
+    d.disabled_proxy("b");
+    d.disabled_proxy("a-last");
+    let line = w.next(Duration::from_secs(10)).expect("the added event");
+    let ev: Value = serde_json::from_str(&line).expect("raw JSON");
+    assert_eq!(ev["kind"], "added", "{line}");
+    assert_eq!(ev["proxy"], "b", "{line}");
+    assert!(ev["at_ms"].as_u64().unwrap() > 0, "{line}");
+    assert_eq!(
+        w.next(Duration::from_millis(500)),
+        None,
+        "a-last is filtered out"
+    );
+}
+
+#[test]
+fn watch_without_a_daemon_says_so() {
+    let port = free_port();
+    let o = injector(&["-h", &format!("http://127.0.0.1:{port}"), "watch"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).starts_with(&format!("cannot reach the daemon at 127.0.0.1:{port}")),
+        "{}",
+        stderr(&o)
     );
 }
 

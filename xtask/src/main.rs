@@ -3,6 +3,7 @@
 //! The README's two commands are `cargo xtask run` and `cargo xtask test`; both start with
 //! `setup`, so a fresh Debian or Ubuntu machine with rustup needs nothing else.
 
+mod bench;
 mod cmd;
 mod fuzz;
 mod run;
@@ -38,6 +39,8 @@ enum Command {
     CheckScripts,
     /// Run the cargo-fuzz targets of fuzz/ for a while each (installs cargo-fuzz).
     Fuzz(fuzz::FuzzOptions),
+    /// Measure injector against bare veth and a userland proxy (root; writes target/bench/).
+    Bench(bench::BenchOptions),
 }
 
 fn main() {
@@ -49,6 +52,7 @@ fn main() {
         Command::VmTest(opts) => setup::setup().and_then(|()| vm::vm_test(&opts)),
         Command::CheckScripts => scripts::check(),
         Command::Fuzz(opts) => setup::setup().and_then(|()| fuzz::fuzz(&opts)),
+        Command::Bench(opts) => bench::bench(&opts),
     };
     if let Err(e) = result {
         eprintln!("xtask: error: {e:#}");

@@ -1,5 +1,7 @@
 //! GET /events: fault changes as server-sent events, one `data:` line of
-//! JSON per change (`{"kind","proxy","toxic","at_ms"}`), named by kind.
+//! JSON per change (`{"kind","proxy","toxic","at_ms"}`), named by kind;
+//! `fired` events add `packets_per_s`, `bytes_per_s` and `matched_per_s`
+//! (activity.rs).
 
 use std::{convert::Infallible, time::Duration};
 
@@ -18,6 +20,7 @@ fn name(kind: EventKind) -> &'static str {
         EventKind::Updated => "updated",
         EventKind::Removed => "removed",
         EventKind::Expired => "expired",
+        EventKind::Fired => "fired",
     }
 }
 

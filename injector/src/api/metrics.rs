@@ -1,7 +1,8 @@
 //! /metrics in Prometheus text format: ToxiProxy's byte counters (as its
 //! client_golang registry prints them, byte for byte) and injector's own
-//! gauges. ToxiProxy serves it only with `-proxy-metrics`/`-runtime-metrics`;
-//! we always do.
+//! gauges, daemon health, and what each kernel-native toxic did (packets
+//! and bytes per action, from the BPF per-rule counters). ToxiProxy serves
+//! it only with `-proxy-metrics`/`-runtime-metrics`; we always do.
 
 use std::fmt::Write;
 
@@ -12,6 +13,7 @@ use axum::{
 };
 
 use crate::{
+    activity::{self, ToxicCounts},
     engine::{ByteCount, Engine},
     model::Stream,
 };
@@ -23,6 +25,45 @@ fn gauge(out: &mut String, name: &str, help: &str, value: usize) {
         out,
         "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}"
     );
+}
+
+fn gauge_f(out: &mut String, name: &str, help: &str, value: f64) {
+    let _ = writeln!(
+        out,
+        "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value:.3}"
+    );
+}
+
+/// Per-toxic kernel counters: a "matched" series per toxic, and one per
+/// action its rules take. Absent when no kernel-native toxic is in force.
+fn toxic_counters(out: &mut String, name: &str, help: &str, toxics: &[ToxicCounts], bytes: bool) {
+    if toxics.is_empty() {
+        return;
+    }
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
+    for t in toxics {
+        let series = std::iter::once((
+            "matched",
+            if bytes {
+                t.matched_bytes
+            } else {
+                t.matched_pkts
+            },
+        ))
+        .chain(
+            t.acted
+                .iter()
+                .map(|(a, p, b)| (a.label(), if bytes { *b } else { *p })),
+        );
+        for (action, v) in series {
+            let _ = writeln!(
+                out,
+                "{name}{{action=\"{action}\",proxy=\"{}\",toxic=\"{}\"}} {v}",
+                label(&t.proxy),
+                label(&t.toxic),
+            );
+        }
+    }
 }
 
 /// Prometheus label value escaping.
@@ -83,7 +124,31 @@ pub async fn metrics(engine: &Engine) -> Response {
         };
         key(a).cmp(&key(b))
     });
+    let toxic_counts = activity::snapshot(engine).await;
+    let rules = match engine.data_plane() {
+        Some(dp) => dp.rule_count().await,
+        None => 0,
+    };
     let mut out = String::new();
+    gauge(&mut out, "injector_up", "The daemon answers.", 1);
+    gauge_f(
+        &mut out,
+        "injector_uptime_seconds",
+        "Seconds since the daemon started.",
+        engine.uptime().as_secs_f64(),
+    );
+    gauge(
+        &mut out,
+        "injector_data_plane_loaded",
+        "1 when the kernel data plane is loaded (kernel-native proxies work).",
+        engine.data_plane().is_some() as usize,
+    );
+    gauge(
+        &mut out,
+        "injector_rules_installed",
+        "Compiled BPF rules installed in the kernel.",
+        rules,
+    );
     gauge(&mut out, "injector_proxies", "Proxies configured.", proxies);
     gauge(
         &mut out,
@@ -100,6 +165,20 @@ pub async fn metrics(engine: &Engine) -> Response {
     counter(&mut out, "toxiproxy_proxy_sent_bytes_total", &counts, |c| {
         c.sent
     });
+    toxic_counters(
+        &mut out,
+        "injector_toxic_packets_total",
+        "Packets of kernel-native toxics: matched, and acted on per action.",
+        &toxic_counts,
+        false,
+    );
+    toxic_counters(
+        &mut out,
+        "injector_toxic_bytes_total",
+        "Bytes of kernel-native toxics: matched, and acted on per action.",
+        &toxic_counts,
+        true,
+    );
     let mut r = Response::new(Body::from(out));
     r.headers_mut()
         .insert(header::CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE));
@@ -118,6 +197,28 @@ mod tests {
         assert_eq!(go_float(1_234_567), "1.234567e+06");
         assert_eq!(go_float(20_000_000_000), "2e+10");
         assert_eq!(go_float(123_456_789_012_345_678), "1.2345678901234568e+17");
+    }
+
+    #[test]
+    fn toxic_series_carry_proxy_toxic_and_action() {
+        let mut out = String::new();
+        let t = ToxicCounts {
+            proxy: "db".into(),
+            toxic: "cut".into(),
+            matched_pkts: 10,
+            matched_bytes: 1000,
+            acted: vec![(crate::kernel::counters::Action::Dropped, 4, 400)],
+        };
+        toxic_counters(&mut out, "injector_toxic_packets_total", "h", &[t], false);
+        assert_eq!(
+            out,
+            "# HELP injector_toxic_packets_total h\n# TYPE injector_toxic_packets_total counter\n\
+             injector_toxic_packets_total{action=\"matched\",proxy=\"db\",toxic=\"cut\"} 10\n\
+             injector_toxic_packets_total{action=\"dropped\",proxy=\"db\",toxic=\"cut\"} 4\n"
+        );
+        let mut none = String::new();
+        toxic_counters(&mut none, "x", "h", &[], true);
+        assert!(none.is_empty());
     }
 
     #[test]

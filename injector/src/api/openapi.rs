@@ -260,7 +260,7 @@ pub fn document() -> Value {
                 "delete": {"summary": "Remove a toxic", "responses": {"204": {"description": "Removed"}, "404": not_found()}}
             },
             "/metrics": {"get": {"summary": "Prometheus text (any method)", "responses": {"200": {"description": "text/plain; version=0.0.4", "content": {"text/plain; version=0.0.4; charset=utf-8": {"schema": {"type": "string"}}}}}}},
-            "/events": {"get": {"summary": "Fault changes as server-sent events", "responses": {"200": {"description": "data: {\"kind\",\"proxy\",\"toxic\",\"at_ms\"}", "content": {"text/event-stream": {"schema": {"type": "string"}}}}}}},
+            "/events": {"get": {"summary": "Fault changes, and each second the toxics that fired, as server-sent events", "responses": {"200": {"description": "data: {\"kind\",\"proxy\",\"toxic\",\"at_ms\"} plus packets_per_s, bytes_per_s, matched_per_s on fired events", "content": {"text/event-stream": {"schema": {"type": "string"}}}}}}},
             "/experiments": {
                 "get": {"summary": "Experiments run by this daemon", "responses": {"200": json_response("Experiments", json!({"type": "array", "items": r("ExperimentSummary")}))}},
                 "post": {"summary": "Start an experiment; the body is a policy (see policies/)", "requestBody": {"required": true, "content": {

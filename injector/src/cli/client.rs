@@ -83,6 +83,30 @@ impl Client {
         path: &str,
         body: Option<&Value>,
     ) -> anyhow::Result<Value> {
+        let resp = self.send(method, path, body).await?;
+        let status = resp.status();
+        let bytes = resp.into_body().collect().await?.to_bytes();
+        if !status.is_success() {
+            let message = serde_json::from_slice::<Value>(&bytes)
+                .ok()
+                .and_then(|v| v.get("error").and_then(Value::as_str).map(str::to_string))
+                .unwrap_or_else(|| String::from_utf8_lossy(&bytes).trim().to_string());
+            return Err(anyhow!(ApiFailure { message }));
+        }
+        if bytes.is_empty() {
+            return Ok(Value::Null);
+        }
+        serde_json::from_slice(&bytes).context("the daemon's answer is not JSON")
+    }
+
+    /// Sends one request and returns the response as it starts: its body
+    /// can be read as it arrives (GET /events).
+    pub async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> anyhow::Result<hyper::Response<hyper::body::Incoming>> {
         let stream = TcpStream::connect((self.host.as_str(), self.port))
             .await
             .with_context(|| format!("cannot reach the daemon at {}:{}", self.host, self.port))?;
@@ -104,7 +128,7 @@ impl Client {
         method: Method,
         path: &str,
         body: Option<&Value>,
-    ) -> anyhow::Result<Value>
+    ) -> anyhow::Result<hyper::Response<hyper::body::Incoming>>
     where
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
@@ -133,22 +157,9 @@ impl Client {
         if let Some(t) = &self.token {
             req = req.header(header::AUTHORIZATION, format!("Bearer {t}"));
         }
-        let resp = sender
+        Ok(sender
             .send_request(req.body(Full::new(Bytes::from(payload)))?)
-            .await?;
-        let status = resp.status();
-        let bytes = resp.into_body().collect().await?.to_bytes();
-        if !status.is_success() {
-            let message = serde_json::from_slice::<Value>(&bytes)
-                .ok()
-                .and_then(|v| v.get("error").and_then(Value::as_str).map(str::to_string))
-                .unwrap_or_else(|| String::from_utf8_lossy(&bytes).trim().to_string());
-            return Err(anyhow!(ApiFailure { message }));
-        }
-        if bytes.is_empty() {
-            return Ok(Value::Null);
-        }
-        serde_json::from_slice(&bytes).context("the daemon's answer is not JSON")
+            .await?)
     }
 }
 

@@ -5,13 +5,13 @@
 mod cleanup;
 mod client;
 mod doctor;
-mod pending;
 mod proxies;
 mod run;
 pub(crate) mod serve;
 mod table;
 mod tls;
 mod toxics;
+mod watch;
 
 use std::{ffi::OsString, process::ExitCode};
 
@@ -83,8 +83,8 @@ pub enum Command {
     /// Run an experiment policy file against the daemon; exit 0 if the
     /// hypothesis held, 1 if it broke, 2 if aborted or refused.
     Run(run::RunArgs),
-    /// Follow fault activity live (not yet available).
-    Watch(pending::Rest),
+    /// Follow fault activity live: changes, and what each toxic does per second.
+    Watch(watch::WatchArgs),
 }
 
 /// ToxiProxy's server takes Go-style single-dash long flags (`-host`,
@@ -160,7 +160,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Cleanup => cleanup::cleanup(json).await,
         Command::Lab(cmd) => crate::lab::run(cmd, json).await,
         Command::Run(_) => unreachable!("handled above"),
-        Command::Watch(_) => pending::not_yet("watch"),
+        Command::Watch(ref args) => watch::watch(&client()?, args, json).await,
     }
     .map(|()| ExitCode::SUCCESS)
 }

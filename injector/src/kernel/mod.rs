@@ -7,6 +7,7 @@
 pub mod bpf;
 pub mod cgroup;
 pub mod cleanup;
+pub mod counters;
 pub mod docker;
 pub mod features;
 pub mod journal;
@@ -86,6 +87,8 @@ enum AttachKey {
 #[derive(Debug)]
 pub struct Installed {
     pub id: u32,
+    /// What the rule does to the packets it acts on, for /metrics.
+    pub action: counters::Action,
     attach: AttachKey,
     /// (device, class id) of its qdisc class.
     class: Option<(u32, u32)>,
@@ -386,6 +389,7 @@ impl DataPlane {
         apply(&mut inner.bpf, ops).map_err(ApiError::internal)?;
         Ok(Installed {
             id,
+            action: counters::Action::of(&spec.rule),
             attach: key,
             class,
             dns,
@@ -573,19 +577,28 @@ impl DataPlane {
 
     /// Packet and byte counters of rules, summed over CPUs.
     pub async fn counters(&self, ids: &[u32]) -> Counters {
-        let inner = self.inner.lock().await;
         let mut total = Counters::default();
-        for id in ids {
-            if let Ok(per_cpu) = inner.bpf.counters.get(id, 0) {
-                for c in per_cpu.iter() {
-                    total.matched_pkts += c.matched_pkts;
-                    total.matched_bytes += c.matched_bytes;
-                    total.acted_pkts += c.acted_pkts;
-                    total.acted_bytes += c.acted_bytes;
-                }
-            }
+        for c in self.rule_counters(ids).await {
+            counters::add(&mut total, &c);
         }
         total
+    }
+
+    /// Each rule's counters, summed over CPUs, in the order of `ids`; one
+    /// lock for all of them.
+    pub async fn rule_counters(&self, ids: &[u32]) -> Vec<Counters> {
+        let inner = self.inner.lock().await;
+        ids.iter()
+            .map(|id| {
+                let mut total = Counters::default();
+                if let Ok(per_cpu) = inner.bpf.counters.get(id, 0) {
+                    for c in per_cpu.iter() {
+                        counters::add(&mut total, c);
+                    }
+                }
+                total
+            })
+            .collect()
     }
 
     /// Number of rules installed.

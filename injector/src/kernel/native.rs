@@ -20,7 +20,9 @@ use injector_common::{
 };
 
 use super::{
-    DataPlane, Installed, RuleSpec, mono_now_ns,
+    DataPlane, Installed, RuleSpec,
+    counters::Action,
+    mono_now_ns,
     reaper::{self, ReapSpec, Reaper},
     resolve::{self, Attach, Resolved},
     selector::{self, Selector},
@@ -45,12 +47,21 @@ pub struct KernelProxy {
     disabled: Option<Applied>,
 }
 
+/// A toxic's kernel rules, for its counters.
+pub struct ToxicRules {
+    pub toxic: String,
+    /// (rule id, what its "acted" counters mean).
+    pub rules: Vec<(u32, Action)>,
+    /// Connections its socket reapers destroyed (cgroup targets).
+    pub socket_resets: u64,
+}
+
 /// What one toxic put in place.
 #[derive(Default)]
 pub struct Applied {
     rules: Vec<Installed>,
     /// Socket reapers (resets on cgroup targets); stop when dropped.
-    _reapers: Vec<Reaper>,
+    reapers: Vec<Reaper>,
 }
 
 /// A toxic compiled: rules for the BPF programs, and resets that cgroup
@@ -147,10 +158,7 @@ impl KernelProxy {
     async fn apply(&self, plan: Plan) -> Result<Applied, ApiError> {
         let rules = self.dp.install(&self.target.attach, &plan.rules).await?;
         let reapers = plan.reapers.into_iter().map(reaper::spawn).collect();
-        Ok(Applied {
-            rules,
-            _reapers: reapers,
-        })
+        Ok(Applied { rules, reapers })
     }
 
     /// Disabled = new connections refused, open ones reset: what ToxiProxy
@@ -197,6 +205,19 @@ impl KernelProxy {
             .iter()
             .filter(|(t, _)| t.name == toxic)
             .flat_map(|(_, a)| a.rules.iter().map(|r| r.id))
+            .collect()
+    }
+
+    /// Every toxic in force with its rules and what each does (the
+    /// proxy's disabled-state rules are not a toxic and are left out).
+    pub fn toxic_rules(&self) -> Vec<ToxicRules> {
+        self.toxics
+            .iter()
+            .map(|(t, a)| ToxicRules {
+                toxic: t.name.clone(),
+                rules: a.rules.iter().map(|r| (r.id, r.action)).collect(),
+                socket_resets: a.reapers.iter().map(Reaper::resets).sum(),
+            })
             .collect()
     }
 

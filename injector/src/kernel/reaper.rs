@@ -8,6 +8,10 @@ use std::{
     fs,
     os::unix::fs::MetadataExt,
     path::{Path, PathBuf},
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
     time::{Duration, Instant},
 };
 
@@ -33,7 +37,15 @@ pub struct ReapSpec {
 }
 
 /// Aborts the task when dropped, so a removed toxic stops resetting.
-pub struct Reaper(JoinHandle<()>);
+pub struct Reaper(JoinHandle<()>, Arc<AtomicU64>);
+
+impl Reaper {
+    /// Connections destroyed so far (what BPF counters cannot see: these
+    /// resets happen in userland).
+    pub fn resets(&self) -> u64 {
+        self.1.load(Ordering::Relaxed)
+    }
+}
 
 impl Drop for Reaper {
     fn drop(&mut self) {
@@ -83,7 +95,9 @@ fn affected(spec: &ReapSpec, cookie: u64) -> bool {
 }
 
 pub fn spawn(spec: ReapSpec) -> Reaper {
-    Reaper(tokio::spawn(async move {
+    let resets = Arc::new(AtomicU64::new(0));
+    let count = resets.clone();
+    let task = tokio::spawn(async move {
         let mut first_seen: HashMap<u64, Instant> = HashMap::new();
         loop {
             if spec.expires.is_some_and(|e| Instant::now() >= e) {
@@ -91,7 +105,8 @@ pub fn spawn(spec: ReapSpec) -> Reaper {
             }
             let spec2 = spec.clone();
             let seen = std::mem::take(&mut first_seen);
-            let result = tokio::task::spawn_blocking(move || pass(&spec2, seen)).await;
+            let count = count.clone();
+            let result = tokio::task::spawn_blocking(move || pass(&spec2, seen, &count)).await;
             match result {
                 Ok(Ok(seen)) => first_seen = seen,
                 Ok(Err(e)) => tracing::warn!("listing sockets for resets: {e}"),
@@ -99,13 +114,15 @@ pub fn spawn(spec: ReapSpec) -> Reaper {
             }
             tokio::time::sleep(PERIOD).await;
         }
-    }))
+    });
+    Reaper(task, resets)
 }
 
 /// One look at the sockets; returns the first-seen times still relevant.
 fn pass(
     spec: &ReapSpec,
     mut seen: HashMap<u64, Instant>,
+    resets: &AtomicU64,
 ) -> std::io::Result<HashMap<u64, Instant>> {
     let ids = subtree_ids(&spec.cgroup);
     let now = Instant::now();
@@ -120,8 +137,11 @@ fn pass(
         let full = spec.after_bytes > 0 && s.bytes_acked + s.bytes_received >= spec.after_bytes;
         let due = (spec.after_ms == 0 && spec.after_bytes == 0) || aged || full;
         if due {
-            if let Err(e) = sockdiag::destroy(&s) {
-                tracing::debug!("destroying {:?} -> {:?}: {e}", s.local, s.remote);
+            match sockdiag::destroy(&s) {
+                Ok(()) => {
+                    resets.fetch_add(1, Ordering::Relaxed);
+                }
+                Err(e) => tracing::debug!("destroying {:?} -> {:?}: {e}", s.local, s.remote),
             }
         } else {
             alive.insert(s.cookie, first);

@@ -57,8 +57,17 @@ impl Daemon {
         Daemon::spawn(extra)
     }
 
-    /// `injector serve --port <free> <extra...>`, waiting until /version answers.
+    /// A daemon with the kernel data plane logging at `RUST_LOG=level`.
+    pub fn with_kernel_logging(level: &str) -> Daemon {
+        Daemon::spawn_logging(&[], level)
+    }
+
     fn spawn(extra: &[&str]) -> Daemon {
+        Daemon::spawn_logging(extra, "info")
+    }
+
+    /// `injector serve --port <free> <extra...>`, waiting until /version answers.
+    fn spawn_logging(extra: &[&str], level: &str) -> Daemon {
         let mut last = String::new();
         for _ in 0..5 {
             let dir = tempfile::tempdir().expect("tempdir");
@@ -71,7 +80,7 @@ impl Daemon {
                 .args(extra)
                 .env_remove("INJECTOR_TOKEN")
                 .env_remove("INJECTOR_TOKEN_FILE")
-                .env("RUST_LOG", "info")
+                .env("RUST_LOG", level)
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
                 .stderr(std::fs::File::create(&log).expect("log file"));
