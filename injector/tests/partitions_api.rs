@@ -189,3 +189,54 @@ async fn max_fault_duration_caps_a_partition() {
     std::thread::sleep(Duration::from_millis(900));
     assert_eq!(t.reach(0, 1), 20, "healed by the cap");
 }
+
+fn cli(d: &Daemon, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_injector"))
+        .args(["-h", &d.url()])
+        .args(args)
+        .env_remove("TOXIPROXY_URL")
+        .output()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_cli_adds_lists_and_heals_a_partition() {
+    let t = Three::new().await;
+    let (a, b) = (
+        format!("netns:{}", t.a.ns.name),
+        format!("netns:{}", t.b.ns.name),
+    );
+    let o = cli(
+        &t.d,
+        &[
+            "partition",
+            "add",
+            "split",
+            "-a",
+            &a,
+            "-b",
+            &b,
+            "--ttl",
+            "60s",
+        ],
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout),
+        format!("partition split: {a} <-/-> {b}\n")
+    );
+    assert_eq!(t.matrix(), [0, 0, 20, 20, 20, 20]);
+    assert_eq!(t.d.get("/partitions/split").json()["ttl_ms"], 60_000);
+    let o = cli(&t.d, &["partitions", "ls"]);
+    let table = String::from_utf8_lossy(&o.stdout);
+    assert!(table.contains("split") && table.contains(&a), "{table}");
+    let o = cli(&t.d, &["partition", "heal", "split"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(t.matrix(), [20; 6]);
+    let o = cli(&t.d, &["partition", "heal", "split"]);
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("partition not found"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}

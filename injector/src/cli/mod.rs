@@ -5,6 +5,7 @@
 mod cleanup;
 mod client;
 mod doctor;
+mod partitions;
 mod proxies;
 mod run;
 pub(crate) mod serve;
@@ -12,6 +13,7 @@ mod table;
 mod tls;
 mod toxics;
 mod watch;
+mod zones;
 
 use std::{ffi::OsString, process::ExitCode};
 
@@ -85,6 +87,12 @@ pub enum Command {
     Run(run::RunArgs),
     /// Follow fault activity live: changes, and what each toxic does per second.
     Watch(watch::WatchArgs),
+    /// Named CIDR sets (availability zones) that blackhole and loss toxics cut.
+    #[command(subcommand, visible_alias = "zones")]
+    Zone(zones::ZoneCommand),
+    /// Cut one group of targets from another, both ways, in one call.
+    #[command(subcommand, visible_alias = "partitions")]
+    Partition(partitions::PartitionCommand),
 }
 
 /// ToxiProxy's server takes Go-style single-dash long flags (`-host`,
@@ -161,6 +169,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Lab(cmd) => crate::lab::run(cmd, json).await,
         Command::Run(_) => unreachable!("handled above"),
         Command::Watch(ref args) => watch::watch(&client()?, args, json).await,
+        Command::Zone(ref cmd) => zones::run(&client()?, cmd, json).await,
+        Command::Partition(ref cmd) => partitions::run(&client()?, cmd, json).await,
     }
     .map(|()| ExitCode::SUCCESS)
 }
