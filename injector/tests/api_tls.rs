@@ -200,7 +200,7 @@ fn bad_certificate_files_stop_the_start_naming_the_file() {
         (missing.clone(), tls.key(), "missing.pem".to_string()),
         (tls.cert(), missing.clone(), "missing.pem".to_string()),
         // A key file given as the certificate holds no certificate.
-        (tls.key(), tls.key(), "no".to_string()),
+        (tls.key(), tls.key(), "holds no certificate".to_string()),
         (tls.cert(), other.key(), "do not go together".to_string()),
     ] {
         let o = Command::new(env!("CARGO_BIN_EXE_injector"))
