@@ -6,9 +6,8 @@
 mod common;
 
 use std::{
-    io::{BufRead, BufReader, ErrorKind, Read, Write},
+    io::{ErrorKind, Read, Write},
     net::{SocketAddr, TcpListener},
-    process::Stdio,
     sync::Arc,
     time::Duration,
 };
@@ -145,23 +144,7 @@ async fn reset_destroys_the_cgroups_connections_and_the_peer_sees_a_reset() {
             }
         }
     });
-    let code = format!(
-        "import socket,sys\ns=socket.create_connection(('127.0.0.1',{}))\ns.sendall(b'hi'); s.recv(2)\n\
-         print('up', flush=True)\nsys.stdin.readline()\ns.settimeout(3)\ntry:\n s.sendall(b'x'); s.recv(1)\n print('alive')\n\
-         except OSError as e:\n print(type(e).__name__)",
-        addr.port()
-    );
-    let mut child = cg
-        .command("python3")
-        .args(["-c", &code])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut out = BufReader::new(child.stdout.take().unwrap());
-    let mut line = String::new();
-    out.read_line(&mut line).unwrap();
-    assert_eq!(line.trim(), "up");
+    let held = HeldConnection::open(&cg, addr);
     let mut p = KernelProxy::start(&dp, "x", &addr.to_string(), &Target::Cgroup(cg.rel.clone()))
         .await
         .unwrap();
@@ -169,12 +152,8 @@ async fn reset_destroys_the_cgroups_connections_and_the_peer_sees_a_reset() {
         .await
         .unwrap();
     tokio::time::sleep(Duration::from_millis(300)).await;
-    child.stdin.take().unwrap().write_all(b"go\n").unwrap();
-    line.clear();
-    out.read_line(&mut line).unwrap();
-    let _ = child.wait();
     // The destroyed socket reports ECONNABORTED; its peer gets the RST.
-    assert_eq!(line.trim(), "ConnectionAbortedError");
+    assert_eq!(held.use_again(), "ConnectionAbortedError");
     assert_eq!(server.join().unwrap(), Some(ErrorKind::ConnectionReset));
     p.stop().await;
 }

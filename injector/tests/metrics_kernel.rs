@@ -201,8 +201,7 @@ async fn a_toxic_that_drops_fires_events_with_its_rate() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn resets_of_a_cgroup_target_are_counted_per_connection() {
-    use std::io::{BufRead, BufReader, Read, Write};
-    use std::process::Stdio;
+    use std::io::{Read, Write};
     require_root();
     let cg = Cgroup::new();
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -223,23 +222,7 @@ async fn resets_of_a_cgroup_target_are_counted_per_connection() {
     let r = d.post("/proxies", &proxy.to_string());
     assert_eq!(r.status, 201, "{}", r.text());
     // One connection from inside the cgroup, open before the fault.
-    let code = format!(
-        "import socket,sys\ns=socket.create_connection(('127.0.0.1',{}))\ns.sendall(b'hi'); s.recv(2)\n\
-         print('up', flush=True)\nsys.stdin.readline()\ns.settimeout(3)\ntry:\n s.sendall(b'x'); s.recv(1)\n print('alive')\n\
-         except OSError as e:\n print(type(e).__name__)",
-        addr.port()
-    );
-    let mut child = cg
-        .command("python3")
-        .args(["-c", &code])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut out = BufReader::new(child.stdout.take().unwrap());
-    let mut line = String::new();
-    out.read_line(&mut line).unwrap();
-    assert_eq!(line.trim(), "up");
+    let held = HeldConnection::open(&cg, addr);
 
     let toxic = json!({"name": "rst", "type": "reset", "stream": "downstream"});
     let r = d.post("/proxies/svc/toxics", &toxic.to_string());
@@ -255,14 +238,10 @@ async fn resets_of_a_cgroup_target_are_counted_per_connection() {
     while resets().is_none() && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(50));
     }
-    child.stdin.take().unwrap().write_all(b"go\n").unwrap();
-    line.clear();
-    out.read_line(&mut line).unwrap();
-    let _ = child.wait();
+    let verdict = held.use_again();
     let _ = server.join();
     assert_eq!(
-        line.trim(),
-        "ConnectionAbortedError",
+        verdict, "ConnectionAbortedError",
         "the connection was reset"
     );
     assert_eq!(resets(), Some(1.0), "one connection, one reset");

@@ -190,15 +190,6 @@ async fn max_fault_duration_caps_a_partition() {
     assert_eq!(t.reach(0, 1), 20, "healed by the cap");
 }
 
-fn cli(d: &Daemon, args: &[&str]) -> std::process::Output {
-    std::process::Command::new(env!("CARGO_BIN_EXE_injector"))
-        .args(["-h", &d.url()])
-        .args(args)
-        .env_remove("TOXIPROXY_URL")
-        .output()
-        .unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn the_cli_adds_lists_and_heals_a_partition() {
     let t = Three::new().await;
@@ -206,20 +197,17 @@ async fn the_cli_adds_lists_and_heals_a_partition() {
         format!("netns:{}", t.a.ns.name),
         format!("netns:{}", t.b.ns.name),
     );
-    let o = cli(
-        &t.d,
-        &[
-            "partition",
-            "add",
-            "split",
-            "-a",
-            &a,
-            "-b",
-            &b,
-            "--ttl",
-            "60s",
-        ],
-    );
+    let o = t.d.cli(&[
+        "partition",
+        "add",
+        "split",
+        "-a",
+        &a,
+        "-b",
+        &b,
+        "--ttl",
+        "60s",
+    ]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert_eq!(
         String::from_utf8_lossy(&o.stdout),
@@ -227,13 +215,13 @@ async fn the_cli_adds_lists_and_heals_a_partition() {
     );
     assert_eq!(t.matrix(), [0, 0, 20, 20, 20, 20]);
     assert_eq!(t.d.get("/partitions/split").json()["ttl_ms"], 60_000);
-    let o = cli(&t.d, &["partitions", "ls"]);
+    let o = t.d.cli(&["partitions", "ls"]);
     let table = String::from_utf8_lossy(&o.stdout);
     assert!(table.contains("split") && table.contains(&a), "{table}");
-    let o = cli(&t.d, &["partition", "heal", "split"]);
+    let o = t.d.cli(&["partition", "heal", "split"]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert_eq!(t.matrix(), [20; 6]);
-    let o = cli(&t.d, &["partition", "heal", "split"]);
+    let o = t.d.cli(&["partition", "heal", "split"]);
     assert!(
         String::from_utf8_lossy(&o.stderr).contains("partition not found"),
         "{}",

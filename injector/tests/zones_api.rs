@@ -251,22 +251,12 @@ async fn zones_come_from_the_config_file() {
     );
 }
 
-fn cli(d: &Daemon, args: &[&str]) -> std::process::Output {
-    std::process::Command::new(env!("CARGO_BIN_EXE_injector"))
-        .args(["-h", &d.url()])
-        .args(args)
-        .env_remove("TOXIPROXY_URL")
-        .output()
-        .unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn the_cli_sets_lists_and_removes_zones() {
     let lab = Lab::new(Daemon::with_kernel()).await;
-    let o = cli(
-        &lab.d,
-        &["zone", "set", "az-b", "10.0.2.0/24", "fd00:2::/64"],
-    );
+    let o = lab
+        .d
+        .cli(&["zone", "set", "az-b", "10.0.2.0/24", "fd00:2::/64"]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert_eq!(
         String::from_utf8_lossy(&o.stdout),
@@ -276,24 +266,24 @@ async fn the_cli_sets_lists_and_removes_zones() {
         lab.d.get("/zones/az-b").json(),
         json!({"name": "az-b", "cidrs": ["10.0.2.0/24", "fd00:2::/64"]})
     );
-    let o = cli(&lab.d, &["zones", "list"]);
+    let o = lab.d.cli(&["zones", "list"]);
     let table = String::from_utf8_lossy(&o.stdout);
     assert!(
         table.contains("az-b") && table.contains("fd00:2::/64"),
         "{table}"
     );
-    let o = cli(&lab.d, &["--json", "zone", "ls"]);
+    let o = lab.d.cli(&["--json", "zone", "ls"]);
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v["az-b"]["cidrs"][0], "10.0.2.0/24");
 
     // The API's refusals come through as the CLI's error.
-    let o = cli(&lab.d, &["zone", "set", "bad", "10.0.0.0/99"]);
+    let o = lab.d.cli(&["zone", "set", "bad", "10.0.0.0/99"]);
     assert!(!o.status.success());
     assert!(!String::from_utf8_lossy(&o.stderr).is_empty());
-    let o = cli(&lab.d, &["zone", "rm", "az-b"]);
+    let o = lab.d.cli(&["zone", "rm", "az-b"]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert_eq!(lab.d.get("/zones").text(), "{}");
-    let o = cli(&lab.d, &["zone", "rm", "az-b"]);
+    let o = lab.d.cli(&["zone", "rm", "az-b"]);
     assert!(!o.status.success());
     assert!(
         String::from_utf8_lossy(&o.stderr).contains("zone not found"),

@@ -11,7 +11,6 @@
 use std::{
     fs::{self, File, OpenOptions},
     io::{self, BufRead, BufReader, Write},
-    os::fd::AsRawFd,
     path::{Path, PathBuf},
 };
 
@@ -58,15 +57,7 @@ fn is_journal(name: &str) -> bool {
 }
 
 fn try_lock(f: &File) -> io::Result<bool> {
-    if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
-        return Ok(true);
-    }
-    let e = io::Error::last_os_error();
-    if e.raw_os_error() == Some(libc::EWOULDBLOCK) {
-        Ok(false)
-    } else {
-        Err(e)
-    }
+    super::lock::flock(f, libc::LOCK_EX)
 }
 
 /// This data plane's journal; appends are flushed before the object is

@@ -16,7 +16,8 @@ fn lock_file() -> io::Result<File> {
         .open(Path::new(RUN_DIR).join("dataplane.lock"))
 }
 
-fn flock(f: &File, op: i32) -> io::Result<bool> {
+/// A non-blocking flock: Ok(false) when someone else holds it.
+pub(super) fn flock(f: &File, op: i32) -> io::Result<bool> {
     if unsafe { libc::flock(f.as_raw_fd(), op | libc::LOCK_NB) } == 0 {
         return Ok(true);
     }

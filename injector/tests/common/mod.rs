@@ -746,3 +746,52 @@ pub async fn netem_or_refusal(
         None
     }
 }
+
+/// A Python client in cgroup `cg` holding one connection to `addr` open
+/// (one echo round done) until told to use it again: the cgroup-side view
+/// of a socket reset or destroyed under it.
+pub struct HeldConnection {
+    child: std::process::Child,
+    out: io::BufReader<std::process::ChildStdout>,
+}
+
+impl HeldConnection {
+    pub fn open(cg: &Cgroup, addr: SocketAddr) -> HeldConnection {
+        use io::BufRead;
+        let code = format!(
+            "import socket,sys\ns=socket.create_connection(('127.0.0.1',{}))\ns.sendall(b'hi'); s.recv(2)\n\
+             print('up', flush=True)\nsys.stdin.readline()\ns.settimeout(3)\ntry:\n s.sendall(b'x'); s.recv(1)\n print('alive')\n\
+             except OSError as e:\n print(type(e).__name__)",
+            addr.port()
+        );
+        let mut child = cg
+            .command("python3")
+            .args(["-c", &code])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("python3");
+        let mut out = io::BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        out.read_line(&mut line).unwrap();
+        assert_eq!(line.trim(), "up", "the held connection did not open");
+        HeldConnection { child, out }
+    }
+
+    /// Uses the connection once more: `alive`, or the Python exception
+    /// name (`ConnectionAbortedError`, `ConnectionResetError`, `TimeoutError`).
+    pub fn use_again(mut self) -> String {
+        use io::BufRead;
+        self.child.stdin.take().unwrap().write_all(b"go\n").unwrap();
+        let mut line = String::new();
+        self.out.read_line(&mut line).unwrap();
+        line.trim().to_string()
+    }
+}
+
+impl Drop for HeldConnection {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

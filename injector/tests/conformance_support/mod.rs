@@ -128,6 +128,16 @@ impl Daemon {
         format!("http://127.0.0.1:{}", self.port)
     }
 
+    /// `injector -h <this daemon> <args...>`, as a user types it.
+    pub fn cli(&self, args: &[&str]) -> std::process::Output {
+        Command::new(env!("CARGO_BIN_EXE_injector"))
+            .args(["-h", &self.url()])
+            .args(args)
+            .env_remove("TOXIPROXY_URL")
+            .output()
+            .expect("run the injector CLI")
+    }
+
     /// The process still runs and still answers.
     /// Waits up to `t` for the process to end; true if it still runs.
     pub fn alive_after(&mut self, t: Duration) -> bool {
