@@ -78,7 +78,10 @@ async fn tcp_loss_is_per_packet_and_the_stream_survives() {
     .unwrap();
     let to = server.addr;
     let rounds = pair.ns.run(move || {
-        let mut s = connect(to, Duration::from_secs(10)).expect("connect under 20 % loss");
+        // Long timeouts: at 20 % loss a segment is lost 6 times in a row
+        // once in 15,625, and its 7th try comes 12.6 s later (RTO backoff);
+        // 60 s needs 9 losses in a row, rare enough over ~600 segments.
+        let mut s = connect(to, Duration::from_secs(60)).expect("connect under 20 % loss");
         let mut ok = 0;
         for _ in 0..300 {
             echo_round(&mut s, 100).expect("echo under loss");
