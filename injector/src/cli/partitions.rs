@@ -7,7 +7,7 @@ use clap::{Args, Subcommand};
 use hyper::Method;
 use serde_json::{Value, json};
 
-use super::{Client, seg, serve::parse_duration, table::render};
+use super::{Client, seg, serve::parse_duration, table::print_map};
 use crate::model::Target;
 
 const TARGET_KINDS: [&str; 5] = ["interface", "netns", "cgroup", "pid", "container"];
@@ -83,21 +83,13 @@ pub async fn run(client: &Client, cmd: &PartitionCommand, json: bool) -> anyhow:
     match cmd {
         PartitionCommand::List => {
             let all = client.call(Method::GET, "/partitions", None).await?;
-            if json {
-                println!("{all}");
-                return Ok(());
-            }
-            let rows: Vec<Vec<String>> = all
-                .as_object()
-                .into_iter()
-                .flatten()
-                .map(|(name, p)| vec![name.clone(), side(&p["a"]), side(&p["b"])])
-                .collect();
-            if rows.is_empty() {
-                println!("no partitions");
-            } else {
-                print!("{}", render(&["NAME", "A", "B"], &rows));
-            }
+            print_map(
+                &all,
+                json,
+                &["NAME", "A", "B"],
+                "no partitions",
+                |name, p| vec![name.to_string(), side(&p["a"]), side(&p["b"])],
+            );
         }
         PartitionCommand::Add(args) => {
             let mut body = json!({

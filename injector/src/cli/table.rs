@@ -27,6 +27,32 @@ pub fn render(header: &[&str], rows: &[Vec<String>]) -> String {
     out
 }
 
+/// Prints a `{name: object}` listing (GET /zones, GET /partitions): the
+/// JSON as is with `--json`, else a table with a row per entry, or `empty`.
+pub fn print_map(
+    all: &serde_json::Value,
+    json: bool,
+    header: &[&str],
+    empty: &str,
+    row: impl Fn(&str, &serde_json::Value) -> Vec<String>,
+) {
+    if json {
+        println!("{all}");
+        return;
+    }
+    let rows: Vec<Vec<String>> = all
+        .as_object()
+        .into_iter()
+        .flatten()
+        .map(|(name, v)| row(name, v))
+        .collect();
+    if rows.is_empty() {
+        println!("{empty}");
+    } else {
+        print!("{}", render(header, &rows));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

@@ -5,7 +5,7 @@ use clap::Subcommand;
 use hyper::Method;
 use serde_json::{Value, json};
 
-use super::{Client, seg, table::render};
+use super::{Client, seg, table::print_map};
 
 #[derive(Subcommand, Debug)]
 pub enum ZoneCommand {
@@ -28,21 +28,13 @@ pub async fn run(client: &Client, cmd: &ZoneCommand, json: bool) -> anyhow::Resu
     match cmd {
         ZoneCommand::List => {
             let all = client.call(Method::GET, "/zones", None).await?;
-            if json {
-                println!("{all}");
-                return Ok(());
-            }
-            let rows: Vec<Vec<String>> = all
-                .as_object()
-                .into_iter()
-                .flatten()
-                .map(|(name, z)| vec![name.clone(), cidrs(z)])
-                .collect();
-            if rows.is_empty() {
-                println!("no zones (define one: injector zone set az-b 10.0.2.0/24)");
-            } else {
-                print!("{}", render(&["NAME", "CIDRS"], &rows));
-            }
+            print_map(
+                &all,
+                json,
+                &["NAME", "CIDRS"],
+                "no zones (define one: injector zone set az-b 10.0.2.0/24)",
+                |name, z| vec![name.to_string(), cidrs(z)],
+            );
         }
         ZoneCommand::Set { name, cidrs: list } => {
             let z = client
