@@ -495,14 +495,7 @@ impl DataPlane {
             }
         })?;
         if !bpf_redirect_reaches_ifb() {
-            let ifname = self
-                .nl
-                .link_by_index(index)
-                .await
-                .ok()
-                .flatten()
-                .map(|l| l.name)
-                .unwrap_or_default();
+            let ifname = self.nl.name_of(index).await.unwrap_or_default();
             let entry = journal::Object::RedirectFilter { ifname };
             inner.journal.adding(&entry);
             if let Err(e) = self
@@ -544,14 +537,7 @@ impl DataPlane {
         }
         inner.ifbs.remove(&index);
         if !bpf_redirect_reaches_ifb() {
-            let ifname = self
-                .nl
-                .link_by_index(index)
-                .await
-                .ok()
-                .flatten()
-                .map(|l| l.name)
-                .unwrap_or_default();
+            let ifname = self.nl.name_of(index).await.unwrap_or_default();
             if self
                 .nl
                 .filter_del(index, CLSACT_INGRESS, REDIRECT_PRIO)

@@ -135,6 +135,16 @@ impl Netlink {
         Ok(self.links().await?.into_iter().find(|l| l.index == index))
     }
 
+    /// The name of interface `index`, "" if it is gone: for journal
+    /// entries, which a later run matches by index and name together.
+    pub async fn name_of(&self, index: u32) -> NlResult<String> {
+        Ok(self
+            .link_by_index(index)
+            .await?
+            .map(|l| l.name)
+            .unwrap_or_default())
+    }
+
     /// Every address of every interface in this namespace.
     pub async fn addresses(&self) -> NlResult<Vec<(u32, IpAddr)>> {
         let msgs = self

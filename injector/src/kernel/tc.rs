@@ -282,11 +282,9 @@ impl Shaper {
             .await
             .map_err(|e| ApiError::internal(e.to_string()))?;
         let ifname = nl
-            .link_by_index(index)
+            .name_of(index)
             .await
-            .map_err(|e| ApiError::internal(e.to_string()))?
-            .map(|l| l.name)
-            .unwrap_or_default();
+            .map_err(|e| ApiError::internal(e.to_string()))?;
         let entry = Object::RootQdisc {
             ifindex: index,
             ifname,
