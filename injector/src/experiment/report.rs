@@ -31,7 +31,9 @@ pub struct Stats {
     pub errors: BTreeMap<String, usize>,
 }
 
-/// First and last failed probe of one probe kind.
+/// First and last failed probe of one probe kind, timed when the client saw
+/// the failure (the probe's end): a probe sent just before a fault landed
+/// can fail because of it, and detection is about when failures show.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Detection {
     pub probe: String,
@@ -114,8 +116,8 @@ pub fn detection(r: &Record) -> Vec<Detection> {
         .enumerate()
         .filter_map(|(i, name)| {
             let failed: Vec<&Sample> = r.samples.iter().filter(|s| s.probe == i && !s.ok).collect();
-            let first = failed.iter().map(|s| s.start_ms).reduce(f64::min)?;
-            let last = failed.iter().map(|s| s.start_ms).fold(first, f64::max);
+            let first = failed.iter().map(|s| s.end_ms).reduce(f64::min)?;
+            let last = failed.iter().map(|s| s.end_ms).fold(first, f64::max);
             Some(Detection {
                 probe: name.clone(),
                 failed: failed.len(),
@@ -608,6 +610,36 @@ mod tests {
         assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
         assert_eq!(rfc3339(1_709_164_800_000), "2024-02-29T00:00:00Z");
         assert_eq!(rfc3339(1_798_761_599_000), "2026-12-31T23:59:59Z");
+    }
+
+    #[test]
+    fn detection_is_timed_when_clients_saw_the_failure() {
+        let policy = crate::experiment::policy::Policy::parse(
+            "black-friday.toml",
+            include_str!("../../../policies/black-friday.toml"),
+        )
+        .unwrap();
+        let mut r = Record::new("t", std::sync::Arc::new(policy));
+        let sample = |start_ms: f64, end_ms: f64, ok: bool| Sample {
+            probe: 0,
+            start_ms,
+            end_ms,
+            latency_ms: end_ms - start_ms,
+            ok,
+            error: None,
+        };
+        // Sent at 990 ms, before a fault landed at 1000 ms; failed at 1200 ms.
+        r.samples = vec![
+            sample(900.0, 950.0, true),
+            sample(990.0, 1200.0, false),
+            sample(1500.0, 2500.0, false),
+        ];
+        let d = detection(&r);
+        assert_eq!(d.len(), 1);
+        assert_eq!(
+            (d[0].failed, d[0].first_ms, d[0].last_ms),
+            (2, 1200.0, 2500.0)
+        );
     }
 
     #[test]
