@@ -9,12 +9,11 @@ mod experiment_support;
 
 use std::{
     net::{SocketAddr, TcpStream},
-    process::Command,
     time::{Duration, Instant},
 };
 
 use conformance_support::Daemon;
-use serde_json::Value;
+use experiment_support::run;
 
 #[test]
 fn a_kernel_native_proxy_made_by_the_method_is_refused_traffic_then_deleted() {
@@ -63,26 +62,11 @@ action = "wait"
 duration = "20s"
 "#
     );
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("zone.toml");
-    std::fs::write(&path, policy).unwrap();
     let started = Instant::now();
-    let out = Command::new(env!("CARGO_BIN_EXE_injector"))
-        .arg("run")
-        .arg(&path)
-        .arg("--host")
-        .arg(d.url())
-        .arg("--out")
-        .arg(dir.path().join("logs"))
-        .output()
-        .unwrap();
+    let ran = run(&d, &policy);
     let took = started.elapsed();
-    let explain = format!(
-        "stdout:\n{}\nstderr:\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert_eq!(out.status.code(), Some(2), "{explain}");
+    let explain = ran.explain();
+    assert_eq!(ran.code(), Some(2), "{explain}");
     // Right after: the proxy is gone and connections open again.
     assert_eq!(d.get("/proxies/zone-b").status, 404, "{explain}");
     TcpStream::connect_timeout(&addr, Duration::from_secs(3))
@@ -92,12 +76,7 @@ duration = "20s"
         "the abort cut the 20 s wait: {took:?}"
     );
 
-    let log = std::fs::read_dir(dir.path().join("logs"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .find(|p| p.extension().is_some_and(|x| x == "json"))
-        .expect("a JSON log");
-    let j: Value = serde_json::from_str(&std::fs::read_to_string(log).unwrap()).unwrap();
+    let j = ran.json();
     assert_eq!(j["state"], "aborted", "{explain}");
     assert_eq!(j["faults"][0]["type"], "refuse");
     let during = j["stats"]

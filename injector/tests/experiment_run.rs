@@ -9,78 +9,16 @@ mod conformance_support;
 mod experiment_support;
 
 use std::{
-    path::{Path, PathBuf},
-    process::{Command, Output, Stdio},
+    process::Stdio,
     thread,
     time::{Duration, Instant},
 };
 
 use conformance_support::{Daemon, Events};
-use experiment_support::{Plan, Shop, get_status, listen_proxy, toxics};
+use experiment_support::{
+    Plan, Shop, get_status, injector, listen_proxy, run, toxics, write_policy,
+};
 use serde_json::Value;
-
-fn injector() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_injector"));
-    c.env_remove("TOXIPROXY_URL").env_remove("INJECTOR_TOKEN");
-    c
-}
-
-struct Ran {
-    out: Output,
-    dir: tempfile::TempDir,
-}
-
-impl Ran {
-    fn code(&self) -> Option<i32> {
-        self.out.status.code()
-    }
-    fn stdout(&self) -> String {
-        String::from_utf8_lossy(&self.out.stdout).into_owned()
-    }
-    fn stderr(&self) -> String {
-        String::from_utf8_lossy(&self.out.stderr).into_owned()
-    }
-    fn logs(&self) -> PathBuf {
-        self.dir.path().join("logs")
-    }
-    /// The one log file with this extension.
-    fn log(&self, ext: &str) -> String {
-        let found: Vec<PathBuf> = std::fs::read_dir(self.logs())
-            .expect("the log directory exists")
-            .map(|e| e.unwrap().path())
-            .filter(|p| p.extension().is_some_and(|x| x == ext))
-            .collect();
-        assert_eq!(found.len(), 1, "one .{ext} log in {:?}", self.logs());
-        std::fs::read_to_string(&found[0]).unwrap()
-    }
-    fn json(&self) -> Value {
-        serde_json::from_str(&self.log("json")).expect("the JSON log parses")
-    }
-    fn explain(&self) -> String {
-        format!("stdout:\n{}\nstderr:\n{}", self.stdout(), self.stderr())
-    }
-}
-
-fn write_policy(dir: &Path, text: &str) -> PathBuf {
-    let path = dir.join("policy.toml");
-    std::fs::write(&path, text).unwrap();
-    path
-}
-
-fn run(d: &Daemon, policy: &str) -> Ran {
-    let dir = tempfile::tempdir().unwrap();
-    let path = write_policy(dir.path(), policy);
-    let out = injector()
-        .arg("run")
-        .arg(&path)
-        .arg("--host")
-        .arg(d.url())
-        .arg("--out")
-        .arg(dir.path().join("logs"))
-        .output()
-        .expect("run injector run");
-    Ran { out, dir }
-}
 
 fn stats<'a>(j: &'a Value, phase: &str) -> &'a Value {
     j["stats"]

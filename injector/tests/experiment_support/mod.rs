@@ -6,6 +6,8 @@
 use std::{
     io::{Read, Write},
     net::{SocketAddr, TcpListener, TcpStream},
+    path::{Path, PathBuf},
+    process::{Command, Output},
     sync::{
         Arc,
         atomic::{AtomicBool, AtomicU16, AtomicUsize, Ordering},
@@ -197,4 +199,68 @@ verify = "{verify}"
             verify = self.verify,
         )
     }
+}
+
+pub fn injector() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_injector"));
+    c.env_remove("TOXIPROXY_URL").env_remove("INJECTOR_TOKEN");
+    c
+}
+
+pub struct Ran {
+    pub out: Output,
+    pub dir: tempfile::TempDir,
+}
+
+impl Ran {
+    pub fn code(&self) -> Option<i32> {
+        self.out.status.code()
+    }
+    pub fn stdout(&self) -> String {
+        String::from_utf8_lossy(&self.out.stdout).into_owned()
+    }
+    pub fn stderr(&self) -> String {
+        String::from_utf8_lossy(&self.out.stderr).into_owned()
+    }
+    pub fn logs(&self) -> PathBuf {
+        self.dir.path().join("logs")
+    }
+    /// The one log file with this extension.
+    pub fn log(&self, ext: &str) -> String {
+        let found: Vec<PathBuf> = std::fs::read_dir(self.logs())
+            .expect("the log directory exists")
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|x| x == ext))
+            .collect();
+        assert_eq!(found.len(), 1, "one .{ext} log in {:?}", self.logs());
+        std::fs::read_to_string(&found[0]).unwrap()
+    }
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.log("json")).expect("the JSON log parses")
+    }
+    pub fn explain(&self) -> String {
+        format!("stdout:\n{}\nstderr:\n{}", self.stdout(), self.stderr())
+    }
+}
+
+pub fn write_policy(dir: &Path, text: &str) -> PathBuf {
+    let path = dir.join("policy.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// `injector run <policy> --host <d> --out <tmp>/logs`, to its end.
+pub fn run(d: &Daemon, policy: &str) -> Ran {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_policy(dir.path(), policy);
+    let out = injector()
+        .arg("run")
+        .arg(&path)
+        .arg("--host")
+        .arg(d.url())
+        .arg("--out")
+        .arg(dir.path().join("logs"))
+        .output()
+        .expect("run injector run");
+    Ran { out, dir }
 }

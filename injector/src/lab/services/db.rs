@@ -17,7 +17,7 @@ use tokio::{
 };
 
 use super::{
-    http::{CallError, human, io_reason},
+    http::{CallError, connect, io_reason},
     listen,
 };
 use crate::lab::plan::DB_PORT;
@@ -176,16 +176,7 @@ pub async fn command(
     total: Duration,
 ) -> Result<String, CallError> {
     let started = tokio::time::Instant::now();
-    let mut sock = match timeout(connect_timeout, TcpStream::connect(addr)).await {
-        Err(_) => {
-            return Err(CallError::Connect(format!(
-                "{addr}: no answer to connect within {}",
-                human(connect_timeout)
-            )));
-        }
-        Ok(Err(e)) => return Err(CallError::Connect(format!("{addr}: {}", io_reason(&e)))),
-        Ok(Ok(s)) => s,
-    };
+    let mut sock = connect(addr, connect_timeout).await?;
     let mut req = format!("*{}\r\n", args.len());
     for a in args {
         req.push_str(&bulk(a));

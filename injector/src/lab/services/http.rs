@@ -50,6 +50,19 @@ pub fn io_reason(e: &io::Error) -> String {
     }
 }
 
+/// A TCP connection to `addr` within `connect_timeout`, or the failure as
+/// a shop service reports it (shared by HTTP calls and db commands).
+pub async fn connect(addr: SocketAddr, connect_timeout: Duration) -> Result<TcpStream, CallError> {
+    match timeout(connect_timeout, TcpStream::connect(addr)).await {
+        Err(_) => Err(CallError::Connect(format!(
+            "{addr}: no answer to connect within {}",
+            human(connect_timeout)
+        ))),
+        Ok(Err(e)) => Err(CallError::Connect(format!("{addr}: {}", io_reason(&e)))),
+        Ok(Ok(s)) => Ok(s),
+    }
+}
+
 fn hyper_reason(e: &hyper::Error) -> String {
     let mut src: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(e);
     while let Some(s) = src {
@@ -79,16 +92,7 @@ pub async fn call(
     total: Duration,
 ) -> Result<Answer, CallError> {
     let started = tokio::time::Instant::now();
-    let stream = match timeout(connect_timeout, TcpStream::connect(addr)).await {
-        Err(_) => {
-            return Err(CallError::Connect(format!(
-                "{addr}: no answer to connect within {}",
-                human(connect_timeout)
-            )));
-        }
-        Ok(Err(e)) => return Err(CallError::Connect(format!("{addr}: {}", io_reason(&e)))),
-        Ok(Ok(s)) => s,
-    };
+    let stream = connect(addr, connect_timeout).await?;
     let _ = stream.set_nodelay(true);
     let rest = total.saturating_sub(started.elapsed());
     let exchange = async {
