@@ -34,52 +34,51 @@ pub async fn leftovers(nl: &Netlink, alone: bool) -> Vec<String> {
     removed
 }
 
+/// Removes one journalled object, if the kernel still holds it as we left it.
 async fn remove(
     nl: &Netlink,
     links: &[super::netlink::Link],
     o: Object,
     removed: &mut Vec<String>,
 ) {
-    {
-        match o {
-            Object::RootQdisc {
-                ifindex,
-                ifname,
-                handle,
-            } => {
-                // Only if the interface is still the one we changed.
-                if links.iter().any(|l| l.index == ifindex && l.name == ifname)
-                    && nl.qdisc_del(ifindex, TC_H_ROOT, handle).await.is_ok()
-                {
-                    removed.push(format!("root htb on {ifname} (journal)"));
-                }
+    match o {
+        Object::RootQdisc {
+            ifindex,
+            ifname,
+            handle,
+        } => {
+            // Only if the interface is still the one we changed.
+            if links.iter().any(|l| l.index == ifindex && l.name == ifname)
+                && nl.qdisc_del(ifindex, TC_H_ROOT, handle).await.is_ok()
+            {
+                removed.push(format!("root htb on {ifname} (journal)"));
             }
-            Object::Ifb { name } => {
-                if let Some(l) = links.iter().find(|l| l.name == name)
-                    && nl.del_link(l.index).await.is_ok()
-                {
-                    removed.push(format!("ifb {name} (journal)"));
-                }
+        }
+        Object::Ifb { name } => {
+            if let Some(l) = links.iter().find(|l| l.name == name)
+                && nl.del_link(l.index).await.is_ok()
+            {
+                removed.push(format!("ifb {name} (journal)"));
             }
-            Object::RedirectFilter { ifname } => {
-                if let Some(l) = links.iter().find(|l| l.name == ifname)
-                    && nl
-                        .filter_del(l.index, super::CLSACT_INGRESS, super::REDIRECT_PRIO)
-                        .await
-                        .is_ok()
-                {
-                    removed.push(format!("redirect filter on {ifname} (journal)"));
-                }
+        }
+        Object::RedirectFilter { ifname } => {
+            if let Some(l) = links.iter().find(|l| l.name == ifname)
+                && nl
+                    .filter_del(l.index, super::CLSACT_INGRESS, super::REDIRECT_PRIO)
+                    .await
+                    .is_ok()
+            {
+                removed.push(format!("redirect filter on {ifname} (journal)"));
             }
-            Object::Clsact { ifname } => {
-                if let Some(l) = links.iter().find(|l| l.name == ifname)
-                    && nl
-                        .qdisc_del(l.index, 0xffff_fff1, 0xffff_0000)
-                        .await
-                        .is_ok()
-                {
-                    removed.push(format!("clsact on {ifname} (journal)"));
-                }
+        }
+        Object::Clsact { ifname } => {
+            if let Some(l) = links.iter().find(|l| l.name == ifname)
+                && nl
+                    .qdisc_del(l.index, 0xffff_fff1, 0xffff_0000)
+                    .await
+                    .is_ok()
+            {
+                removed.push(format!("clsact on {ifname} (journal)"));
             }
         }
     }
